@@ -1,0 +1,16 @@
+//! Schema migrations for Token Authority (SQLite and PostgreSQL).
+//!
+//! Timestamps are stored as BIGINT milliseconds since the Unix epoch: the
+//! same type, comparison and index behaviour on every backend.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,101 @@
+//! The `token-authority` command line.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::storage::Store;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "token-authority", version, about = "gRPC token authority")]
+pub struct Cli {
+    /// TOML configuration file (settings not in it come from defaults and
+    /// TOKEN_AUTHORITY_* environment variables).
+    #[arg(long, short, global = true, env = "TOKEN_AUTHORITY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL, overriding the configuration: sqlite://file.db or postgres://…
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (migrates the database first).
+    Serve {
+        /// Listen address, overriding the configuration (default 127.0.0.1:50051).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database_url {
+        config.database.url = url;
+    }
+    telemetry::init_logging(&config.log);
+    match cli.command {
+        Command::Migrate => {
+            let store = Store::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            store.migrate().await.context("migrating")?;
+            tracing::info!("database is up to date");
+            store.close().await?;
+            Ok(())
+        }
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving gRPC");
+            app.serve(listener, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested; draining");
+}

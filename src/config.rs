@@ -1,0 +1,163 @@
+//! Service configuration: defaults, then an optional TOML file, then
+//! `TOKEN_AUTHORITY_*` environment variables (nested keys joined with `__`,
+//! e.g. `TOKEN_AUTHORITY_DATABASE__URL`).
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Deadline for one RPC, database work included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub database: DatabaseConfig,
+    pub tokens: TokenConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size. SQLite allows one writer at a time, so its default is 1:
+    /// queueing in the pool is cheaper than SQLite's sleep-and-retry on a busy lock.
+    pub max_connections: Option<u32>,
+    /// How long a query may wait for a pooled connection before the RPC
+    /// fails with UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `iss` of every access token; Validate rejects other issuers.
+    pub issuer: String,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// A session ends this long after it started, however active.
+    #[serde(with = "humantime_serde")]
+    pub session_absolute_ttl: Duration,
+    /// A session ends when it is not refreshed for this long.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_ttl: Duration,
+    /// A just-rotated refresh token presented again within this window gets
+    /// the same successor instead of being treated as a replay.
+    #[serde(with = "humantime_serde")]
+    pub refresh_grace: Duration,
+    /// Record an audit event for every refresh (issue, revoke and reuse are
+    /// always recorded).
+    pub audit_refreshes: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,token_authority=debug`. `RUST_LOG` wins.
+    pub filter: String,
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            request_timeout: Duration::from_secs(5),
+            database: DatabaseConfig::default(),
+            tokens: TokenConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://token-authority.db".into(),
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "token-authority".into(),
+            access_ttl: Duration::from_secs(15 * 60),
+            session_absolute_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_idle_ttl: Duration::from_secs(7 * 24 * 3600),
+            refresh_grace: Duration::from_secs(10),
+            audit_refreshes: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("{} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("TOKEN_AUTHORITY_")
+                    .ignore(&["config"])
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        let positive = [
+            ("tokens.access_ttl", t.access_ttl),
+            ("tokens.session_absolute_ttl", t.session_absolute_ttl),
+            ("tokens.session_idle_ttl", t.session_idle_ttl),
+            ("request_timeout", self.request_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{name} must be greater than zero")));
+            }
+        }
+        if t.issuer.is_empty() {
+            return Err(ConfigError("tokens.issuer must not be empty".into()));
+        }
+        if self.database.max_connections == Some(0) {
+            return Err(ConfigError(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Access tokens: JWTs (RFC 9068 style, header `typ: at+jwt`).
+use jsonwebtoken::{decode, decode_header, encode, Header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result};
+use super::signing_keys::KeyRing;
+use crate::clock::Millis;
+
+pub const TOKEN_TYPE: &str = "at+jwt";
+
+/// Registered claims that extra claims may not override.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "typ", "kid",
+];
+
+/// What an access token says. Times are seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    /// Session id.
+    pub sid: String,
+    pub tenant: String,
+    /// Space-separated scopes (RFC 8693 `scope`).
+    pub scope: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+pub fn sign(keys: &KeyRing, claims: &AccessClaims) -> Result<String> {
+    let key = keys.signing();
+    let mut header = Header::new(key.algorithm);
+    header.typ = Some(TOKEN_TYPE.into());
+    header.kid = Some(key.kid.clone());
+    encode(&header, claims, &key.key).map_err(|e| Error::Internal(format!("signing failed: {e}")))
+}
+
+/// A token whose signature checked out, with the key that signed it.
+pub struct Verified {
+    pub claims: AccessClaims,
+    pub kid: String,
+}
+
+/// Checks signature, type, issuer and lifetime. Audience, tenant and
+/// revocation are the caller's to check.
+pub fn verify(keys: &KeyRing, issuer: &str, token: &str, now: Millis) -> Result<Verified> {
+    let header = decode_header(token).map_err(|_| Error::TokenInvalid)?;
+    if header.typ.as_deref() != Some(TOKEN_TYPE) {
+        return Err(Error::TokenInvalid);
+    }
+    let kid = header.kid.ok_or(Error::TokenInvalid)?;
+    let key = keys.verifying(&kid).ok_or(Error::TokenInvalid)?;
+    if header.alg != key.algorithm {
+        return Err(Error::TokenInvalid);
+    }
+    let claims = decode::<AccessClaims>(token, &key.key, &key.validation)
+        .map_err(|_| Error::TokenInvalid)?
+        .claims;
+    if claims.iss != issuer {
+        return Err(Error::TokenInvalid);
+    }
+    let now_secs = now.div_euclid(1000);
+    if now_secs >= claims.exp {
+        return Err(Error::TokenExpired);
+    }
+    if now_secs < claims.nbf {
+        return Err(Error::TokenNotYetValid);
+    }
+    Ok(Verified { claims, kid })
+}

@@ -1,0 +1,97 @@
+//! What can go wrong with a token or session request. The transport maps
+//! each variant to a gRPC status once (`transport::status`).
+
+/// Failures of the token and session domain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error("token is malformed or was not issued by this authority")]
+    TokenInvalid,
+    #[error("token has expired")]
+    TokenExpired,
+    #[error("token is not valid yet")]
+    TokenNotYetValid,
+    #[error("token was issued for another audience")]
+    AudienceMismatch,
+    #[error("token belongs to another tenant")]
+    TenantMismatch,
+    #[error("refresh token was already used; the session has been revoked")]
+    TokenReused,
+    #[error("session has been revoked")]
+    SessionRevoked,
+    #[error("session has expired")]
+    SessionExpired,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] crate::storage::StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Kind of an error for the caller: decides the gRPC status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Machine-readable reason, stable across releases (google.rpc.ErrorInfo.reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Error::TokenInvalid => "TOKEN_INVALID",
+            Error::TokenExpired => "TOKEN_EXPIRED",
+            Error::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            Error::AudienceMismatch => "AUDIENCE_MISMATCH",
+            Error::TenantMismatch => "TENANT_MISMATCH",
+            Error::TokenReused => "TOKEN_REUSED",
+            Error::SessionRevoked => "SESSION_REVOKED",
+            Error::SessionExpired => "SESSION_EXPIRED",
+            Error::SessionNotFound => "SESSION_NOT_FOUND",
+            Error::Unavailable(_) => "STORAGE_UNAVAILABLE",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::TokenInvalid
+            | Error::TokenExpired
+            | Error::TokenNotYetValid
+            | Error::TokenReused
+            | Error::SessionRevoked
+            | Error::SessionExpired => ErrorKind::Unauthenticated,
+            Error::AudienceMismatch | Error::TenantMismatch => ErrorKind::PermissionDenied,
+            Error::SessionNotFound => ErrorKind::NotFound,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<crate::storage::StoreError> for Error {
+    fn from(e: crate::storage::StoreError) -> Self {
+        if e.is_unavailable() {
+            Error::Unavailable(e)
+        } else {
+            Error::Internal(e.to_string())
+        }
+    }
+}

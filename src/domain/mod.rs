@@ -1,0 +1,13 @@
+//! The token and session domain: what a token is, how sessions rotate and
+//! end. Knows nothing of gRPC; persists through `crate::storage`.
+pub mod access_token;
+mod authority;
+pub mod error;
+pub mod input;
+pub mod model;
+pub mod refresh_token;
+pub mod revocations;
+pub mod signing_keys;
+
+pub use authority::{Authority, Settings};
+pub use error::{Error, ErrorKind, Result};

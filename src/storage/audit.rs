@@ -1,0 +1,63 @@
+//! Append-only audit trail of what happened to sessions.
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, EntityTrait, Set};
+
+use super::entities::audit_event;
+use super::StoreResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    Issued,
+    Refreshed,
+    Revoked,
+    ReuseDetected,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Issued => "issued",
+            AuditKind::Refreshed => "refreshed",
+            AuditKind::Revoked => "revoked",
+            AuditKind::ReuseDetected => "reuse_detected",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEvent<'a> {
+    pub at: i64,
+    pub kind: AuditKind,
+    pub tenant_id: &'a str,
+    pub subject: &'a str,
+    pub session_id: Option<&'a str>,
+    pub detail: Option<String>,
+}
+
+pub async fn record(conn: &impl ConnectionTrait, event: AuditEvent<'_>) -> StoreResult<()> {
+    record_all(conn, std::iter::once(event)).await
+}
+
+pub async fn record_all<'a>(
+    conn: &impl ConnectionTrait,
+    events: impl IntoIterator<Item = AuditEvent<'a>>,
+) -> StoreResult<()> {
+    let rows: Vec<_> = events
+        .into_iter()
+        .map(|e| audit_event::ActiveModel {
+            id: NotSet,
+            occurred_at: Set(e.at),
+            kind: Set(e.kind.as_str().to_owned()),
+            tenant_id: Set(e.tenant_id.to_owned()),
+            subject: Set(e.subject.to_owned()),
+            session_id: Set(e.session_id.map(str::to_owned)),
+            detail: Set(e.detail),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    audit_event::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Persistence: the only module that talks to the database. SQLite by
+//! default, PostgreSQL in production; the same SeaORM code serves both.
+pub mod audit;
+pub mod entities;
+pub mod keys;
+pub mod secrets;
+pub mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+
+use crate::config::DatabaseConfig;
+
+/// A database failure. `is_unavailable` separates "try again later" (the
+/// database is down, busy or too slow) from bugs and bad data.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(#[from] DbErr);
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        match &self.0 {
+            DbErr::ConnectionAcquire(_) => true,
+            DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => runtime_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn runtime_unavailable(e: &RuntimeErr) -> bool {
+    let RuntimeErr::SqlxError(e) = e else {
+        return false;
+    };
+    match e.as_ref() {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: class 08 connection exception, 57P0x shutdown or
+            // cannot connect now, 57014 statement timeout, 53xxx insufficient
+            // resources, 40001/40P01 serialization failure or deadlock.
+            // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED (and extended codes).
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("53")
+                || code == "57014"
+                || code == "40001"
+                || code == "40P01"
+                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }),
+        _ => false,
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
+        let backend = if config.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbErr::Custom(
+                "database.url must start with sqlite:// or postgres://".into(),
+            )
+            .into());
+        };
+        let max_connections = config.max_connections.unwrap_or(match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 16,
+        });
+        let mut options = ConnectOptions::new(config.url.clone());
+        options
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_timeout(config.connect_timeout)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                // WAL lets readers run beside the writer; synchronous=FULL makes
+                // every committed rotation survive a power loss, so a client
+                // never holds a refresh token the database forgot.
+                opts.create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(5))
+            });
+        let db = Database::connect(options).await?;
+        Ok(Self { db, backend })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) -> StoreResult<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// Shared handle type used by the domain.
+pub type SharedStore = Arc<Store>;

@@ -1,0 +1,241 @@
+//! Session rows: create, rotate in place, revoke, list.
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::audit::{self, AuditEvent, AuditKind};
+use super::entities::session::{self, Column};
+use super::{Store, StoreResult};
+
+pub use session::Model as SessionRow;
+
+/// A compare-and-swap of a session's refresh token: applied only if the
+/// session is still at `from_generation` with `from_digest`, live and unexpired.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub session_id: &'a str,
+    pub from_generation: i64,
+    pub from_digest: &'a [u8],
+    pub to_digest: &'a [u8],
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub device_name: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked(Box<SessionRow>),
+    AlreadyRevoked,
+    NotFound,
+}
+
+impl Store {
+    /// Inserts a new session and its `issued` audit event atomically.
+    pub async fn insert_session(&self, row: SessionRow) -> StoreResult<()> {
+        let tx = self.conn().begin().await?;
+        let event = AuditEvent {
+            at: row.created_at,
+            kind: AuditKind::Issued,
+            tenant_id: &row.tenant_id,
+            subject: &row.subject,
+            session_id: Some(&row.id),
+            detail: None,
+        };
+        audit::record(&tx, event).await?;
+        session::Entity::insert(row.clone().into_active_model())
+            .exec_without_returning(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Applies `rotation` in one conditional `UPDATE … RETURNING`, with the
+    /// `refreshed` audit event in the same transaction when `audit` is set.
+    /// Returns the rotated row, or `None` when the session was not in the
+    /// expected state (already rotated, revoked, expired or gone); the caller
+    /// then reads the row to find out which.
+    pub async fn rotate(
+        &self,
+        rotation: &Rotation<'_>,
+        audit: bool,
+    ) -> StoreResult<Option<SessionRow>> {
+        let update = rotation_update(rotation);
+        if !audit {
+            return Ok(update.exec_with_returning(self.conn()).await?.pop());
+        }
+        let tx = self.conn().begin().await?;
+        let Some(row) = update.exec_with_returning(&tx).await?.pop() else {
+            return Ok(None);
+        };
+        let event = AuditEvent {
+            at: rotation.now,
+            kind: AuditKind::Refreshed,
+            tenant_id: &row.tenant_id,
+            subject: &row.subject,
+            session_id: Some(&row.id),
+            detail: Some(format!("generation {}", row.generation)),
+        };
+        audit::record(&tx, event).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    pub async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
+        Ok(session::Entity::find_by_id(id.to_owned())
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Revokes one session of `tenant_id` (any tenant when `None`).
+    pub async fn revoke_session(
+        &self,
+        id: &str,
+        tenant_id: Option<&str>,
+        now: i64,
+        kind: AuditKind,
+        reason: &str,
+    ) -> StoreResult<RevokeOutcome> {
+        let tx = self.conn().begin().await?;
+        let Some(row) = session::Entity::find_by_id(id.to_owned()).one(&tx).await? else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if tenant_id.is_some_and(|t| t != row.tenant_id) {
+            return Ok(RevokeOutcome::NotFound);
+        }
+        let changed = session::Entity::update_many()
+            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevokeReason, Expr::value(reason))
+            .filter(Column::Id.eq(id))
+            .filter(Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await?
+            .rows_affected;
+        if changed == 0 {
+            return Ok(RevokeOutcome::AlreadyRevoked);
+        }
+        let event = AuditEvent {
+            at: now,
+            kind,
+            tenant_id: &row.tenant_id,
+            subject: &row.subject,
+            session_id: Some(&row.id),
+            detail: Some(reason.to_owned()),
+        };
+        audit::record(&tx, event).await?;
+        tx.commit().await?;
+        Ok(RevokeOutcome::Revoked(Box::new(SessionRow {
+            revoked_at: Some(now),
+            revoke_reason: Some(reason.to_owned()),
+            ..row
+        })))
+    }
+
+    /// Revokes every unrevoked, unexpired session of a subject. Returns their ids.
+    pub async fn revoke_subject(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: i64,
+        reason: &str,
+    ) -> StoreResult<Vec<String>> {
+        let tx = self.conn().begin().await?;
+        let ids: Vec<String> = live_sessions_of(tenant_id, subject, now)
+            .select_only()
+            .column(Column::Id)
+            .into_tuple()
+            .all(&tx)
+            .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        session::Entity::update_many()
+            .col_expr(Column::RevokedAt, Expr::value(now))
+            .col_expr(Column::RevokeReason, Expr::value(reason))
+            .filter(Column::Id.is_in(ids.iter().cloned()))
+            .filter(Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await?;
+        let events = ids.iter().map(|id| AuditEvent {
+            at: now,
+            kind: AuditKind::Revoked,
+            tenant_id,
+            subject,
+            session_id: Some(id),
+            detail: Some(reason.to_owned()),
+        });
+        audit::record_all(&tx, events).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Live sessions of a subject in id (= creation) order, after `after`.
+    pub async fn live_sessions(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: i64,
+        after: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<SessionRow>> {
+        let mut query = live_sessions_of(tenant_id, subject, now);
+        if let Some(after) = after {
+            query = query.filter(Column::Id.gt(after));
+        }
+        Ok(query
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Sessions revoked at or after `since`, with when they were revoked.
+    pub async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
+        Ok(session::Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .column(Column::RevokedAt)
+            .filter(Column::RevokedAt.gte(since))
+            .into_tuple::<(String, i64)>()
+            .all(self.conn())
+            .await?)
+    }
+}
+
+fn live_sessions_of(tenant_id: &str, subject: &str, now: i64) -> sea_orm::Select<session::Entity> {
+    session::Entity::find()
+        .filter(Column::TenantId.eq(tenant_id))
+        .filter(Column::Subject.eq(subject))
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(now))
+        .filter(Column::IdleExpiresAt.gt(now))
+}
+
+fn rotation_update(r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
+    let mut update = session::Entity::update_many()
+        .col_expr(Column::Generation, Expr::value(r.from_generation + 1))
+        .col_expr(Column::TokenDigest, Expr::value(r.to_digest.to_vec()))
+        .col_expr(Column::PreviousDigest, Expr::value(r.from_digest.to_vec()))
+        .col_expr(Column::RotatedAt, Expr::value(r.now))
+        .col_expr(Column::LastUsedAt, Expr::value(r.now))
+        .col_expr(Column::IdleExpiresAt, Expr::value(r.idle_expires_at));
+    for (column, value) in [
+        (Column::DeviceName, r.device_name),
+        (Column::UserAgent, r.user_agent),
+        (Column::Ip, r.ip),
+    ] {
+        if let Some(value) = value {
+            update = update.col_expr(column, Expr::value(value));
+        }
+    }
+    update
+        .filter(Column::Id.eq(r.session_id))
+        .filter(Column::Generation.eq(r.from_generation))
+        .filter(Column::TokenDigest.eq(r.from_digest.to_vec()))
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(r.now))
+        .filter(Column::IdleExpiresAt.gt(r.now))
+}

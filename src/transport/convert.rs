@@ -1,0 +1,141 @@
+//! Conversions between protobuf messages and domain types.
+use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value as PbValue};
+use serde_json::{Map, Number, Value};
+
+use crate::clock::Millis;
+use crate::domain::model;
+use crate::proto as pb;
+
+pub fn timestamp(ms: Millis) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+pub fn device_in(device: Option<pb::Device>) -> model::Device {
+    device
+        .map(|d| model::Device {
+            name: d.name,
+            user_agent: d.user_agent,
+            ip: d.ip,
+        })
+        .unwrap_or_default()
+}
+
+pub fn device_out(device: model::Device) -> pb::Device {
+    pb::Device {
+        name: device.name,
+        user_agent: device.user_agent,
+        ip: device.ip,
+    }
+}
+
+pub fn token_pair(pair: model::TokenPair) -> pb::TokenPair {
+    pb::TokenPair {
+        access_token: pair.access_token,
+        access_token_expires_at: timestamp(pair.access_token_expires_at),
+        refresh_token: pair.refresh_token,
+        refresh_token_expires_at: timestamp(pair.refresh_token_expires_at),
+        session_id: pair.session_id,
+        token_type: "Bearer".into(),
+    }
+}
+
+pub fn session(s: model::SessionInfo) -> pb::Session {
+    pb::Session {
+        session_id: s.session_id,
+        created_at: timestamp(s.created_at),
+        last_used_at: timestamp(s.last_used_at),
+        expires_at: timestamp(s.expires_at),
+        refresh_count: s.refresh_count,
+        device: Some(device_out(s.device)),
+        audience: s.audience,
+        scopes: s.scopes,
+    }
+}
+
+pub fn claims(v: model::ValidatedToken) -> pb::Claims {
+    let c = v.claims;
+    pb::Claims {
+        subject: c.sub,
+        tenant_id: c.tenant,
+        audience: c.aud,
+        scopes: c.scope.split_whitespace().map(str::to_owned).collect(),
+        session_id: c.sid,
+        issued_at: timestamp(c.iat * 1000),
+        expires_at: timestamp(c.exp * 1000),
+        token_id: c.jti,
+        issuer: c.iss,
+        key_id: v.key_id,
+        extra_claims: (!c.extra.is_empty()).then(|| struct_from_json(c.extra)),
+    }
+}
+
+pub fn struct_to_json(s: Struct) -> Map<String, Value> {
+    s.fields
+        .into_iter()
+        .map(|(k, v)| (k, value_to_json(v)))
+        .collect()
+}
+
+fn value_to_json(v: PbValue) -> Value {
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::NumberValue(n)) => {
+            // Whole numbers stay integers in the JWT; NaN/inf have no JSON form.
+            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                Value::Number(Number::from(n as i64))
+            } else {
+                Number::from_f64(n).map_or(Value::Null, Value::Number)
+            }
+        }
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_to_json).collect()),
+        Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
+    }
+}
+
+pub fn struct_from_json(map: Map<String, Value>) -> Struct {
+    Struct {
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, value_from_json(v)))
+            .collect(),
+    }
+}
+
+fn value_from_json(v: Value) -> PbValue {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.into_iter().map(value_from_json).collect(),
+        }),
+        Value::Object(o) => Kind::StructValue(struct_from_json(o)),
+    };
+    PbValue { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_split_millis() {
+        let t = timestamp(1_700_000_000_123).unwrap();
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 123_000_000));
+    }
+
+    #[test]
+    fn struct_round_trips_through_json() {
+        let json: Map<String, Value> = serde_json::from_str(
+            r#"{"roles":["a","b"],"level":3,"ratio":0.5,"nested":{"ok":true,"none":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(struct_to_json(struct_from_json(json.clone())), json);
+    }
+}

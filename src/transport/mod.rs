@@ -1,0 +1,8 @@
+//! gRPC transport: tonic services, reflection, health and the server itself.
+mod convert;
+mod server;
+mod service;
+pub mod status;
+
+pub use server::{serve, ServeError, MAX_REQUEST_BYTES};
+pub use service::TokenAuthorityService;
