@@ -1,5 +1,7 @@
 //! Logging. Tokens and keys are never passed to a log macro; requests are
 //! logged by method and outcome only.
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
@@ -10,6 +12,7 @@ pub fn init_logging(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second init (tests) is harmless; ignore it.
     let _ = if config.json {

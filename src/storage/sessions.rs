@@ -1,8 +1,8 @@
 //! Session rows: create, rotate in place, revoke, list.
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use super::audit::{self, AuditEvent, AuditKind};
@@ -190,6 +190,11 @@ impl Store {
             .limit(limit)
             .all(self.conn())
             .await?)
+    }
+
+    /// Every session row, live or not.
+    pub async fn session_rows(&self) -> StoreResult<u64> {
+        Ok(session::Entity::find().count(self.conn()).await?)
     }
 
     /// Sessions revoked at or after `since`, with when they were revoked.

@@ -1,5 +1,6 @@
 //! gRPC transport: tonic services, reflection, health and the server itself.
 mod convert;
+mod oversize;
 mod server;
 mod service;
 pub mod status;

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+use super::oversize::OversizeAsResourceExhausted;
 use super::service::TokenAuthorityService;
 use crate::domain::Authority;
 use crate::proto::token_authority_server::TokenAuthorityServer;
@@ -38,12 +39,15 @@ pub async fn serve(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Lets grpcurl decode our google.rpc.ErrorInfo / BadRequest details.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let authority_service = TokenAuthorityServer::new(TokenAuthorityService::new(authority))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     Server::builder()
         .timeout(request_timeout)
+        .layer(OversizeAsResourceExhausted)
         .add_service(authority_service)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)

@@ -1,0 +1,204 @@
+//! Test harness: the real server, in-process on an ephemeral loopback port,
+//! with a controllable clock, reached through a real tonic client.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use token_authority::app::App;
+use token_authority::clock::ManualClock;
+use token_authority::config::Config;
+use token_authority::domain::Authority;
+use token_authority::proto::token_authority_client::TokenAuthorityClient;
+use token_authority::proto::{self as pb};
+
+pub type Client = TokenAuthorityClient<Channel>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub client: Client,
+    pub config: Config,
+    pub authority: Arc<Authority>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: Arc<TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server on a fresh database, after `tweak` adjusted its config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}/authority.db", dir.path().display());
+        tweak(&mut config);
+        Self::start_on(config, Arc::new(ManualClock::starting_now()), dir).await
+    }
+
+    /// Starts another server on the same database and clock (a restart).
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let (config, clock, dir) = (self.config.clone(), self.clock.clone(), self._dir.clone());
+        Self::start_on(config, clock, dir).await
+    }
+
+    async fn start_on(config: Config, clock: Arc<ManualClock>, dir: Arc<TempDir>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = App::build(config.clone(), clock.clone())
+            .await
+            .expect("app starts");
+        let authority = app.authority.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let client = TokenAuthorityClient::connect(format!("http://{addr}"))
+            .await
+            .expect("client connects");
+        Self {
+            addr,
+            clock,
+            client,
+            config,
+            authority,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// Rows in the sessions table, counted in the database.
+    pub async fn session_rows(&self) -> u64 {
+        self.authority.store().session_rows().await.expect("count")
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub async fn issue(&self, tenant: &str, subject: &str) -> pb::TokenPair {
+        self.client()
+            .issue(issue_request(tenant, subject))
+            .await
+            .expect("issue")
+            .into_inner()
+            .tokens
+            .expect("tokens")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {
+        self.client()
+            .refresh(pb::RefreshRequest {
+                refresh_token: refresh_token.to_owned(),
+                device: None,
+            })
+            .await
+            .map(|r| r.into_inner().tokens.expect("tokens"))
+    }
+
+    pub async fn validate(&self, access_token: &str) -> Result<pb::Claims, Status> {
+        self.client()
+            .validate(pb::ValidateRequest {
+                access_token: access_token.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().claims.expect("claims"))
+    }
+
+    pub async fn list(&self, tenant: &str, subject: &str) -> Vec<pb::Session> {
+        self.client()
+            .list_sessions(pb::ListSessionsRequest {
+                tenant_id: tenant.into(),
+                subject: subject.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .sessions
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
+    pb::IssueRequest {
+        tenant_id: tenant.into(),
+        subject: subject.into(),
+        audience: "api".into(),
+        scopes: vec!["read".into(), "write".into()],
+        device: Some(pb::Device {
+            name: "laptop".into(),
+            user_agent: "Mozilla/5.0 (test)".into(),
+            ip: "192.0.2.10".into(),
+        }),
+        extra_claims: None,
+    }
+}
+
+/// The google.rpc.ErrorInfo reason of an error status.
+pub fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| {
+            assert_eq!(info.domain, "token-authority");
+            info.reason
+        })
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
+}
+
+/// Asserts an error's code and reason.
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    expected: &str,
+) -> Status {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(reason(&status), expected, "{status:?}");
+    status
+}
+
+/// Asserts INVALID_ARGUMENT naming `field` in a google.rpc.BadRequest.
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) {
+    let status = assert_error(result, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let bad = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
+    assert!(
+        bad.field_violations.iter().any(|v| v.field == field),
+        "expected violation of {field}, got {:?}",
+        bad.field_violations
+    );
+}

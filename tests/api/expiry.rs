@@ -1,0 +1,86 @@
+//! Lifetimes, driven by the server's controllable clock.
+use std::time::Duration;
+
+use tonic::Code;
+
+use crate::common::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test]
+async fn access_token_expires_after_its_lifetime() {
+    let server = TestServer::start().await;
+    let pair = server.issue("acme", "alice").await;
+    let issued = pair.access_token_expires_at.unwrap().seconds;
+    server.clock.advance(14 * MINUTE);
+    server.validate(&pair.access_token).await.unwrap();
+    server.clock.advance(MINUTE);
+    assert_error(
+        server.validate(&pair.access_token).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+    // The refresh token still works and yields a fresh access token.
+    let next = server.refresh(&pair.refresh_token).await.unwrap();
+    assert!(next.access_token_expires_at.unwrap().seconds >= issued + 15 * 60);
+    server.validate(&next.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_session_expires_and_activity_extends_it() {
+    let server = TestServer::start().await;
+    let pair = server.issue("acme", "bob").await;
+    server.clock.advance(6 * DAY);
+    let pair = server.refresh(&pair.refresh_token).await.unwrap();
+    server.clock.advance(6 * DAY);
+    let pair = server.refresh(&pair.refresh_token).await.unwrap();
+    server.clock.advance(7 * DAY + MINUTE);
+    assert_error(
+        server.refresh(&pair.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_EXPIRED",
+    );
+    assert!(server.list("acme", "bob").await.is_empty());
+}
+
+#[tokio::test]
+async fn session_ends_at_its_absolute_lifetime_however_active() {
+    let server = TestServer::start_with(|c| {
+        c.tokens.session_absolute_ttl = Duration::from_secs(3600);
+    })
+    .await;
+    let mut pair = server.issue("acme", "carol").await;
+    let absolute_end = pair.refresh_token_expires_at.unwrap().seconds;
+    for _ in 0..5 {
+        server.clock.advance(10 * MINUTE);
+        pair = server.refresh(&pair.refresh_token).await.unwrap();
+    }
+    // 50 minutes in: the access token is capped at the session's end.
+    assert_eq!(pair.access_token_expires_at.unwrap().seconds, absolute_end);
+    assert_eq!(pair.refresh_token_expires_at.unwrap().seconds, absolute_end);
+    server.clock.advance(10 * MINUTE + Duration::from_secs(1));
+    assert_error(
+        server.refresh(&pair.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_EXPIRED",
+    );
+    assert_error(
+        server.validate(&pair.access_token).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
+}
+
+#[tokio::test]
+async fn configured_grace_window_is_honoured() {
+    let server = TestServer::start_with(|c| c.tokens.refresh_grace = Duration::from_secs(2)).await;
+    let first = server.issue("acme", "dave").await;
+    server.refresh(&first.refresh_token).await.unwrap();
+    server.clock.advance(Duration::from_secs(3));
+    assert_error(
+        server.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+}

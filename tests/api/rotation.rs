@@ -1,0 +1,212 @@
+//! Refresh-token rotation: replay detection, the grace window, concurrency, forgeries.
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures::future::join_all;
+use tonic::Code;
+
+use crate::common::*;
+
+const PAST_GRACE: Duration = Duration::from_secs(11);
+
+#[tokio::test]
+async fn replay_of_an_old_generation_revokes_the_session() {
+    let server = TestServer::start().await;
+    let gen0 = server.issue("acme", "alice").await;
+    let mut pairs = vec![gen0.clone()];
+    for _ in 0..3 {
+        server.clock.advance(PAST_GRACE);
+        let next = server
+            .refresh(&pairs.last().unwrap().refresh_token)
+            .await
+            .unwrap();
+        pairs.push(next);
+    }
+    let current = pairs.last().unwrap().clone();
+    server.validate(&current.access_token).await.unwrap();
+
+    // Generation 0, three rotations ago, comes back: theft.
+    server.clock.advance(Duration::from_secs(1));
+    assert_error(
+        server.refresh(&gen0.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+
+    // The whole session is gone: the legitimate holder's tokens too.
+    assert_error(
+        server.refresh(&current.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_error(
+        server.validate(&current.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert!(server.list("acme", "alice").await.is_empty());
+    // And replaying again says revoked, not reused.
+    assert_error(
+        server.refresh(&gen0.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+}
+
+#[tokio::test]
+async fn replay_of_the_previous_token_after_the_grace_window_revokes() {
+    let server = TestServer::start().await;
+    let first = server.issue("acme", "bob").await;
+    let second = server.refresh(&first.refresh_token).await.unwrap();
+    server.clock.advance(PAST_GRACE);
+    assert_error(
+        server.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+    assert_error(
+        server.refresh(&second.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+}
+
+#[tokio::test]
+async fn repeat_within_the_grace_window_returns_the_same_successor() {
+    let server = TestServer::start().await;
+    let first = server.issue("acme", "carol").await;
+    let a = server.refresh(&first.refresh_token).await.unwrap();
+    server.clock.advance(Duration::from_secs(9));
+    let b = server.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(a.refresh_token, b.refresh_token);
+    server.validate(&b.access_token).await.unwrap();
+    // The successor keeps working, and the session was not revoked.
+    let c = server.refresh(&a.refresh_token).await.unwrap();
+    server.validate(&c.access_token).await.unwrap();
+    assert_eq!(server.list("acme", "carol").await[0].refresh_count, 2);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor() {
+    let server = TestServer::start().await;
+    let first = server.issue("acme", "dave").await;
+    let results = join_all((0..50).map(|_| {
+        let mut client = server.client();
+        let token = first.refresh_token.clone();
+        async move {
+            client
+                .refresh(token_authority::proto::RefreshRequest {
+                    refresh_token: token,
+                    device: None,
+                })
+                .await
+                .map(|r| r.into_inner().tokens.unwrap())
+        }
+    }))
+    .await;
+    let pairs: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("no concurrent refresh fails"))
+        .collect();
+    let successor = &pairs[0].refresh_token;
+    assert!(pairs.iter().all(|p| &p.refresh_token == successor));
+    for p in &pairs {
+        server.validate(&p.access_token).await.unwrap();
+    }
+    // Exactly one rotation happened, and the session stays usable.
+    let sessions = server.list("acme", "dave").await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].refresh_count, 1);
+    server.clock.advance(PAST_GRACE);
+    let next = server.refresh(successor).await.unwrap();
+    server.validate(&next.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn forged_and_garbled_tokens_are_rejected_without_revoking_anything() {
+    let server = TestServer::start().await;
+    let mut victim = server.issue("acme", "erin").await;
+    for _ in 0..2 {
+        server.clock.advance(PAST_GRACE);
+        victim = server.refresh(&victim.refresh_token).await.unwrap();
+    }
+    let token = victim.refresh_token.clone();
+    let raw = URL_SAFE_NO_PAD.decode(&token[4..]).unwrap();
+
+    // Flip one bit of the MAC.
+    let mut bad_mac = raw.clone();
+    let last = bad_mac.len() - 1;
+    bad_mac[last] ^= 1;
+    // Rewrite the generation (bytes 16..24) to an older one, keeping the MAC:
+    // the attack that would revoke the victim's session if a replay were
+    // recognised by generation alone.
+    let with_generation = |generation: u64| {
+        let mut forged = raw.clone();
+        forged[16..24].copy_from_slice(&generation.to_be_bytes());
+        format!("rt1_{}", URL_SAFE_NO_PAD.encode(&forged))
+    };
+    // A token minted by another authority (another server secret).
+    let foreign = TestServer::start()
+        .await
+        .issue("acme", "erin")
+        .await
+        .refresh_token;
+
+    for forged in [
+        format!("rt1_{}", URL_SAFE_NO_PAD.encode(&bad_mac)),
+        with_generation(0),
+        with_generation(1),
+        with_generation(u64::MAX),
+        foreign,
+        format!("{}x", &token[..token.len() - 1]),
+        "rt1_AAAA".to_string(),
+        "not a token".to_string(),
+        token.to_uppercase(),
+    ] {
+        assert_error(
+            server.refresh(&forged).await,
+            Code::Unauthenticated,
+            "TOKEN_INVALID",
+        );
+    }
+    // The victim's session is intact.
+    server.validate(&victim.access_token).await.unwrap();
+    let next = server.refresh(&victim.refresh_token).await.unwrap();
+    server.validate(&next.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn forged_access_tokens_are_rejected() {
+    let server = TestServer::start().await;
+    let pair = server.issue("acme", "frank").await;
+    let parts: Vec<&str> = pair.access_token.split('.').collect();
+    let header = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+
+    let enc = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
+    let tampered_payload = payload.replace("\"frank\"", "\"admin\"");
+    let none_header = header.replace("EdDSA", "none");
+    let hs_header = header.replace("EdDSA", "HS256");
+    let other_server = TestServer::start()
+        .await
+        .issue("acme", "frank")
+        .await
+        .access_token;
+    for forged in [
+        format!("{}.{}.{}", parts[0], enc(&tampered_payload), parts[2]),
+        format!("{}.{}.", enc(&none_header), parts[1]),
+        format!("{}.{}.{}", enc(&hs_header), parts[1], parts[2]),
+        format!("{}.{}", parts[0], parts[1]),
+        other_server,
+        "a.b.c".into(),
+        "garbage".into(),
+    ] {
+        assert_error(
+            server.validate(&forged).await,
+            Code::Unauthenticated,
+            "TOKEN_INVALID",
+        );
+    }
+    server.validate(&pair.access_token).await.unwrap();
+}
