@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: tools, formatting, lints, then
+# every test. `.ci/run` calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-tools.sh
+export GRPCURL="$PWD/.venv/bin/grpcurl"
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked --workspace --all-targets
