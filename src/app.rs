@@ -2,7 +2,6 @@
 //! server together. Used by the CLI and by the integration tests.
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -24,8 +23,16 @@ pub enum AppError {
     Serve(#[from] ServeError),
 }
 
-/// How often the revoked-session set is refreshed from the database.
-const REVOCATION_SYNC_EVERY: Duration = Duration::from_secs(10);
+impl AppError {
+    /// The database could not be reached: worth retrying.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AppError::Store(e) => e.is_unavailable(),
+            AppError::Domain(domain::Error::Unavailable(_)) => true,
+            _ => false,
+        }
+    }
+}
 
 pub struct App {
     pub authority: Arc<Authority>,
@@ -51,9 +58,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AppError> {
         let (stop_jobs, stopped) = watch::channel(false);
-        let sync = tokio::spawn(jobs::revocation_sync::run(
+        let sync = tokio::spawn(jobs::state_sync::run(
             self.authority.clone(),
-            REVOCATION_SYNC_EVERY,
+            self.config.state_sync_interval,
             stopped,
         ));
         let served = transport::serve(

@@ -2,6 +2,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,14 +60,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let listener = TcpListener::bind(config.listen)
+            let listen = config.listen;
+            let app = build_with_retry(config).await?;
+            let listener = TcpListener::bind(listen)
                 .await
-                .with_context(|| format!("binding {}", config.listen))?;
-            let app = App::build(config, Arc::new(SystemClock)).await?;
+                .with_context(|| format!("binding {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "serving gRPC");
             app.serve(listener, shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// Builds the app, waiting for the database if it is not reachable yet
+/// (a replica may start before its database). Other errors end the process.
+async fn build_with_retry(config: Config) -> anyhow::Result<App> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match App::build(config.clone(), Arc::new(SystemClock)).await {
+            Ok(app) => return Ok(app),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "database unavailable at start; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the database"),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -16,6 +16,10 @@ pub struct Config {
     /// Deadline for one RPC, database work included.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How often each replica reads revocations and signing keys written by
+    /// other replicas: the bound on how stale Validate can be elsewhere.
+    #[serde(with = "humantime_serde")]
+    pub state_sync_interval: Duration,
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
     pub log: LogConfig,
@@ -72,6 +76,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout: Duration::from_secs(5),
+            state_sync_interval: Duration::from_millis(250),
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
             log: LogConfig::default(),
@@ -144,6 +149,7 @@ impl Config {
             ("tokens.session_absolute_ttl", t.session_absolute_ttl),
             ("tokens.session_idle_ttl", t.session_idle_ttl),
             ("request_timeout", self.request_timeout),
+            ("state_sync_interval", self.state_sync_interval),
         ];
         for (name, value) in positive {
             if value.is_zero() {

@@ -47,6 +47,12 @@ impl From<&TokenConfig> for Settings {
     }
 }
 
+/// How far back each incremental revocation sync looks, past the previous
+/// sync. A revocation is stamped before it commits, so it may become visible
+/// a little after its timestamp: this covers the request deadline plus
+/// clock skew between replicas with a wide margin.
+const SYNC_LOOKBACK: Millis = 30_000;
+
 pub struct Authority {
     store: Store,
     clock: SharedClock,
@@ -54,6 +60,8 @@ pub struct Authority {
     keys: RwLock<Arc<KeyRing>>,
     refresh_tokens: RefreshTokenCodec,
     revoked: RevokedSessions,
+    /// Start of the last successful sync; `None` until the first full load.
+    last_sync: std::sync::Mutex<Option<Millis>>,
 }
 
 impl Authority {
@@ -77,8 +85,9 @@ impl Authority {
             keys: RwLock::new(Arc::new(keys)),
             revoked: RevokedSessions::default(),
             settings,
+            last_sync: std::sync::Mutex::new(None),
         };
-        authority.sync_revocations().await?;
+        authority.sync_from_store().await?;
         Ok(authority)
     }
 
@@ -94,21 +103,39 @@ impl Authority {
         &self.revoked
     }
 
-    /// Adds sessions revoked in the database within the last access-token
-    /// lifetime to the in-memory set, and forgets those that no longer matter.
-    pub async fn sync_revocations(&self) -> Result<()> {
+    /// Brings the in-memory state up to date with the database, where other
+    /// replicas write: sessions they revoked, and the signing key set. The
+    /// first call loads every revocation within the last access-token
+    /// lifetime; later calls only the recent ones. Also forgets revocations
+    /// that no longer matter.
+    pub async fn sync_from_store(&self) -> Result<()> {
         let now = self.clock.now_millis();
-        for (id, revoked_at) in self
-            .store
-            .revoked_since(now - self.settings.access_ttl)
-            .await?
-        {
+        let previous = *self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        let since = match previous {
+            Some(at) => (at - SYNC_LOOKBACK).max(now - self.settings.access_ttl),
+            None => now - self.settings.access_ttl,
+        };
+        for (id, revoked_at) in self.store.revoked_since(since).await? {
             if let Ok(id) = Uuid::try_parse(&id) {
                 self.revoked
                     .insert(id, revoked_at + self.settings.access_ttl);
             }
         }
         self.revoked.prune(now);
+        self.reload_keys_if_changed().await?;
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        Ok(())
+    }
+
+    async fn reload_keys_if_changed(&self) -> Result<()> {
+        let stored = self.store.signing_keys().await?;
+        if self.current_keys().matches(&stored) {
+            return Ok(());
+        }
+        if let Some(ring) = KeyRing::from_stored(&stored)? {
+            tracing::info!(signing_kid = %ring.signing().kid, keys = stored.len(), "signing keys reloaded");
+            *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        }
         Ok(())
     }
 

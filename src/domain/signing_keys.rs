@@ -54,6 +54,9 @@ pub struct VerifyingKey {
 pub struct KeyRing {
     signing: SigningKey,
     verifying: HashMap<String, VerifyingKey>,
+    /// (kid, retired) of every key the ring was built from, to tell whether
+    /// the stored set has changed.
+    fingerprint: Vec<(String, bool)>,
 }
 
 impl KeyRing {
@@ -85,7 +88,12 @@ impl KeyRing {
                 });
             }
         }
-        Ok(signing.map(|signing| Self { signing, verifying }))
+        let fingerprint = fingerprint(keys);
+        Ok(signing.map(|signing| Self {
+            signing,
+            verifying,
+            fingerprint,
+        }))
     }
 
     pub fn signing(&self) -> &SigningKey {
@@ -95,6 +103,17 @@ impl KeyRing {
     pub fn verifying(&self, kid: &str) -> Option<&VerifyingKey> {
         self.verifying.get(kid)
     }
+
+    /// Whether the ring was built from exactly these stored keys.
+    pub fn matches(&self, keys: &[StoredKey]) -> bool {
+        self.fingerprint == fingerprint(keys)
+    }
+}
+
+fn fingerprint(keys: &[StoredKey]) -> Vec<(String, bool)> {
+    keys.iter()
+        .map(|k| (k.kid.clone(), k.retired_at.is_some()))
+        .collect()
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm> {

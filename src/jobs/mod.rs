@@ -1,2 +1,2 @@
 //! Background tasks that run beside the gRPC server.
-pub mod revocation_sync;
+pub mod state_sync;

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
+    TransactionTrait,
+};
 
 use crate::config::DatabaseConfig;
 
@@ -60,6 +63,9 @@ fn runtime_unavailable(e: &RuntimeErr) -> bool {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// PostgreSQL advisory lock key held while migrating ("TAmigrat").
+const MIGRATION_LOCK: i64 = 0x5441_6d69_6772_6174;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -110,8 +116,21 @@ impl Store {
         Ok(Self { db, backend })
     }
 
+    /// Applies pending migrations. On PostgreSQL, replicas starting together
+    /// would race (`CREATE … IF NOT EXISTS` is not safe against a concurrent
+    /// create), so one at a time holds an advisory lock, taken in a
+    /// transaction on one pooled connection while the migrator uses others.
     pub async fn migrate(&self) -> StoreResult<()> {
-        Migrator::up(&self.db, None).await?;
+        if self.backend != Backend::Postgres {
+            Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let lock = self.db.begin().await?;
+        lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        let migrated = Migrator::up(&self.db, None).await;
+        lock.commit().await?;
+        migrated?;
         Ok(())
     }
 

@@ -8,9 +8,8 @@ fn long(n: usize) -> String {
     "x".repeat(n)
 }
 
-#[tokio::test]
-async fn issue_rejects_bad_fields() {
-    let server = TestServer::start().await;
+async fn issue_rejects_bad_fields(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
     let base = issue_request("acme", "alice");
     let claim = |key: &str, value: prost_types::value::Kind| {
@@ -138,9 +137,8 @@ async fn issue_rejects_bad_fields() {
     assert!(server.list("acme", "alice").await.is_empty());
 }
 
-#[tokio::test]
-async fn refresh_rejects_bad_fields() {
-    let server = TestServer::start().await;
+async fn refresh_rejects_bad_fields(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "alice").await;
     let mut client = server.client();
     assert_invalid(server.refresh("").await, "refresh_token");
@@ -160,9 +158,8 @@ async fn refresh_rejects_bad_fields() {
     server.refresh(&pair.refresh_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn revoke_rejects_bad_fields() {
-    let server = TestServer::start().await;
+async fn revoke_rejects_bad_fields(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
     let req = |tenant: &str, target: Option<Target>, reason: &str| pb::RevokeRequest {
         tenant_id: tenant.into(),
@@ -241,9 +238,8 @@ async fn revoke_rejects_bad_fields() {
     assert_error(forged, Code::Unauthenticated, "TOKEN_INVALID");
 }
 
-#[tokio::test]
-async fn list_sessions_rejects_bad_fields_and_clamps_page_size() {
-    let server = TestServer::start().await;
+async fn list_sessions_rejects_bad_fields_and_clamps_page_size(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
     let req = |tenant: &str, subject: &str, page_token: &str| pb::ListSessionsRequest {
         tenant_id: tenant.into(),
@@ -278,16 +274,14 @@ async fn list_sessions_rejects_bad_fields_and_clamps_page_size() {
     assert_eq!(huge.sessions.len(), 1);
 }
 
-#[tokio::test]
-async fn validate_rejects_bad_fields() {
-    let server = TestServer::start().await;
+async fn validate_rejects_bad_fields(backend: Backend) {
+    let server = TestServer::start(backend).await;
     assert_invalid(server.validate("").await, "access_token");
     assert_invalid(server.validate(&long(8193)).await, "access_token");
 }
 
-#[tokio::test]
-async fn oversized_messages_are_refused_before_decoding() {
-    let server = TestServer::start().await;
+async fn oversized_messages_are_refused_before_decoding(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut request = issue_request("acme", "alice");
     request.scopes = vec![long(100 * 1024)];
     let result = server.client().issue(request).await;
@@ -295,3 +289,12 @@ async fn oversized_messages_are_refused_before_decoding() {
     // The server is still healthy afterwards.
     server.issue("acme", "alice").await;
 }
+
+crate::on_both_backends!(
+    issue_rejects_bad_fields,
+    refresh_rejects_bad_fields,
+    revoke_rejects_bad_fields,
+    list_sessions_rejects_bad_fields_and_clamps_page_size,
+    validate_rejects_bad_fields,
+    oversized_messages_are_refused_before_decoding,
+);

@@ -20,6 +20,69 @@ use token_authority::proto::{self as pb};
 
 pub type Client = TokenAuthorityClient<Channel>;
 
+/// Where a test server keeps its data. Every test body runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as
+/// the tests `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server tests use: `scripts/with-postgres.sh` starts a
+/// throwaway one and sets this; a developer may point it at their own.
+pub const POSTGRES_URL_VAR: &str = "TA_TEST_POSTGRES_URL";
+
+/// A fresh, empty database for one test.
+pub async fn database_url(backend: Backend, dir: &TempDir) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/authority.db", dir.path().display()),
+        Backend::Postgres => fresh_postgres_database().await,
+    }
+}
+
+pub async fn fresh_postgres_database() -> String {
+    use sea_orm::ConnectionTrait;
+    let admin_url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!("{POSTGRES_URL_VAR} is not set: run the tests through scripts/test.sh (it starts a throwaway PostgreSQL) or point it at a server")
+    });
+    let name = format!("ta_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(admin_url.as_str())
+        .await
+        .expect("connect to the test PostgreSQL server");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("postgres URL ends with /database");
+    format!("{base}/{name}")
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub clock: Arc<ManualClock>,
@@ -32,15 +95,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
     }
 
     /// Starts a server on a fresh database, after `tweak` adjusted its config.
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::default();
-        config.database.url = format!("sqlite://{}/authority.db", dir.path().display());
+        config.database.url = database_url(backend, &dir).await;
         tweak(&mut config);
         Self::start_on(config, Arc::new(ManualClock::starting_now()), dir).await
     }

@@ -8,9 +8,8 @@ use crate::common::*;
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-#[tokio::test]
-async fn access_token_expires_after_its_lifetime() {
-    let server = TestServer::start().await;
+async fn access_token_expires_after_its_lifetime(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "alice").await;
     let issued = pair.access_token_expires_at.unwrap().seconds;
     server.clock.advance(14 * MINUTE);
@@ -27,9 +26,8 @@ async fn access_token_expires_after_its_lifetime() {
     server.validate(&next.access_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn idle_session_expires_and_activity_extends_it() {
-    let server = TestServer::start().await;
+async fn idle_session_expires_and_activity_extends_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "bob").await;
     server.clock.advance(6 * DAY);
     let pair = server.refresh(&pair.refresh_token).await.unwrap();
@@ -44,9 +42,8 @@ async fn idle_session_expires_and_activity_extends_it() {
     assert!(server.list("acme", "bob").await.is_empty());
 }
 
-#[tokio::test]
-async fn session_ends_at_its_absolute_lifetime_however_active() {
-    let server = TestServer::start_with(|c| {
+async fn session_ends_at_its_absolute_lifetime_however_active(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
         c.tokens.session_absolute_ttl = Duration::from_secs(3600);
     })
     .await;
@@ -72,9 +69,9 @@ async fn session_ends_at_its_absolute_lifetime_however_active() {
     );
 }
 
-#[tokio::test]
-async fn configured_grace_window_is_honoured() {
-    let server = TestServer::start_with(|c| c.tokens.refresh_grace = Duration::from_secs(2)).await;
+async fn configured_grace_window_is_honoured(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |c| c.tokens.refresh_grace = Duration::from_secs(2)).await;
     let first = server.issue("acme", "dave").await;
     server.refresh(&first.refresh_token).await.unwrap();
     server.clock.advance(Duration::from_secs(3));
@@ -84,3 +81,10 @@ async fn configured_grace_window_is_honoured() {
         "TOKEN_REUSED",
     );
 }
+
+crate::on_both_backends!(
+    access_token_expires_after_its_lifetime,
+    idle_session_expires_and_activity_extends_it,
+    session_ends_at_its_absolute_lifetime_however_active,
+    configured_grace_window_is_honoured,
+);

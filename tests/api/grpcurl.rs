@@ -36,9 +36,8 @@ fn run(server: &TestServer, flags: &[&str], command: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpcurl_lists_describes_and_calls() {
-    let server = TestServer::start().await;
+async fn grpcurl_lists_describes_and_calls(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let server = &server;
     tokio::task::block_in_place(|| {
         let services = run(server, &[], &["list"]);
@@ -92,3 +91,5 @@ async fn grpcurl_lists_describes_and_calls() {
         assert!(health.contains("SERVING"), "{health}");
     });
 }
+
+crate::on_both_backends!(grpcurl_lists_describes_and_calls,);

@@ -5,9 +5,8 @@ use tonic::Code;
 use crate::common::*;
 use token_authority::proto::{self as pb, revoke_request::Target};
 
-#[tokio::test]
-async fn issue_validate_refresh_list_revoke() {
-    let server = TestServer::start().await;
+async fn issue_validate_refresh_list_revoke(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
 
     let mut request = issue_request("acme", "alice");
@@ -129,9 +128,8 @@ async fn issue_validate_refresh_list_revoke() {
     assert_eq!(again.revoked_sessions, 0);
 }
 
-#[tokio::test]
-async fn revoke_by_refresh_token_and_all_sessions_of_a_subject() {
-    let server = TestServer::start().await;
+async fn revoke_by_refresh_token_and_all_sessions_of_a_subject(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
     let a = server.issue("acme", "bob").await;
     let b = server.issue("acme", "bob").await;
@@ -185,9 +183,8 @@ async fn revoke_by_refresh_token_and_all_sessions_of_a_subject() {
     server.refresh(&other.refresh_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn list_sessions_pages_through_every_session_once() {
-    let server = TestServer::start().await;
+async fn list_sessions_pages_through_every_session_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut issued = Vec::new();
     for _ in 0..7 {
         issued.push(server.issue("acme", "dave").await.session_id);
@@ -216,9 +213,8 @@ async fn list_sessions_pages_through_every_session_once() {
     assert_eq!(seen, issued, "oldest first, each once");
 }
 
-#[tokio::test]
-async fn sessions_keys_and_secrets_survive_a_restart() {
-    let server = TestServer::start().await;
+async fn sessions_keys_and_secrets_survive_a_restart(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "erin").await;
     let server = server.restart().await;
     let claims = server.validate(&pair.access_token).await.unwrap();
@@ -244,9 +240,8 @@ async fn sessions_keys_and_secrets_survive_a_restart() {
     );
 }
 
-#[tokio::test]
-async fn refresh_does_not_add_rows() {
-    let server = TestServer::start().await;
+async fn refresh_does_not_add_rows(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "frank").await;
     server.issue("acme", "grace").await;
     assert_eq!(server.session_rows().await, 2);
@@ -258,3 +253,11 @@ async fn refresh_does_not_add_rows() {
     assert_eq!(server.session_rows().await, 2, "rotation is in place");
     assert_eq!(server.list("acme", "frank").await[0].refresh_count, 25);
 }
+
+crate::on_both_backends!(
+    issue_validate_refresh_list_revoke,
+    revoke_by_refresh_token_and_all_sessions_of_a_subject,
+    list_sessions_pages_through_every_session_once,
+    sessions_keys_and_secrets_survive_a_restart,
+    refresh_does_not_add_rows,
+);

@@ -2,7 +2,10 @@
 mod bad_input;
 mod common;
 mod expiry;
+mod faults;
 mod grpcurl;
 mod lifecycle;
+mod processes;
+mod replicas;
 mod rotation;
 mod tenants;

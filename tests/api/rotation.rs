@@ -10,9 +10,8 @@ use crate::common::*;
 
 const PAST_GRACE: Duration = Duration::from_secs(11);
 
-#[tokio::test]
-async fn replay_of_an_old_generation_revokes_the_session() {
-    let server = TestServer::start().await;
+async fn replay_of_an_old_generation_revokes_the_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let gen0 = server.issue("acme", "alice").await;
     let mut pairs = vec![gen0.clone()];
     for _ in 0..3 {
@@ -54,9 +53,8 @@ async fn replay_of_an_old_generation_revokes_the_session() {
     );
 }
 
-#[tokio::test]
-async fn replay_of_the_previous_token_after_the_grace_window_revokes() {
-    let server = TestServer::start().await;
+async fn replay_of_the_previous_token_after_the_grace_window_revokes(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = server.issue("acme", "bob").await;
     let second = server.refresh(&first.refresh_token).await.unwrap();
     server.clock.advance(PAST_GRACE);
@@ -72,9 +70,8 @@ async fn replay_of_the_previous_token_after_the_grace_window_revokes() {
     );
 }
 
-#[tokio::test]
-async fn repeat_within_the_grace_window_returns_the_same_successor() {
-    let server = TestServer::start().await;
+async fn repeat_within_the_grace_window_returns_the_same_successor(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = server.issue("acme", "carol").await;
     let a = server.refresh(&first.refresh_token).await.unwrap();
     server.clock.advance(Duration::from_secs(9));
@@ -87,9 +84,8 @@ async fn repeat_within_the_grace_window_returns_the_same_successor() {
     assert_eq!(server.list("acme", "carol").await[0].refresh_count, 2);
 }
 
-#[tokio::test]
-async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor() {
-    let server = TestServer::start().await;
+async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = server.issue("acme", "dave").await;
     let results = join_all((0..50).map(|_| {
         let mut client = server.client();
@@ -123,9 +119,8 @@ async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor() {
     server.validate(&next.access_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn forged_and_garbled_tokens_are_rejected_without_revoking_anything() {
-    let server = TestServer::start().await;
+async fn forged_and_garbled_tokens_are_rejected_without_revoking_anything(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut victim = server.issue("acme", "erin").await;
     for _ in 0..2 {
         server.clock.advance(PAST_GRACE);
@@ -147,7 +142,7 @@ async fn forged_and_garbled_tokens_are_rejected_without_revoking_anything() {
         format!("rt1_{}", URL_SAFE_NO_PAD.encode(&forged))
     };
     // A token minted by another authority (another server secret).
-    let foreign = TestServer::start()
+    let foreign = TestServer::start(backend)
         .await
         .issue("acme", "erin")
         .await
@@ -176,9 +171,8 @@ async fn forged_and_garbled_tokens_are_rejected_without_revoking_anything() {
     server.validate(&next.access_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn forged_access_tokens_are_rejected() {
-    let server = TestServer::start().await;
+async fn forged_access_tokens_are_rejected(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "frank").await;
     let parts: Vec<&str> = pair.access_token.split('.').collect();
     let header = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -188,7 +182,7 @@ async fn forged_access_tokens_are_rejected() {
     let tampered_payload = payload.replace("\"frank\"", "\"admin\"");
     let none_header = header.replace("EdDSA", "none");
     let hs_header = header.replace("EdDSA", "HS256");
-    let other_server = TestServer::start()
+    let other_server = TestServer::start(backend)
         .await
         .issue("acme", "frank")
         .await
@@ -210,3 +204,12 @@ async fn forged_access_tokens_are_rejected() {
     }
     server.validate(&pair.access_token).await.unwrap();
 }
+
+crate::on_both_backends!(
+    replay_of_an_old_generation_revokes_the_session,
+    replay_of_the_previous_token_after_the_grace_window_revokes,
+    repeat_within_the_grace_window_returns_the_same_successor,
+    fifty_concurrent_refreshes_of_one_token_agree_on_one_successor,
+    forged_and_garbled_tokens_are_rejected_without_revoking_anything,
+    forged_access_tokens_are_rejected,
+);

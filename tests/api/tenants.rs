@@ -4,9 +4,8 @@ use tonic::Code;
 use crate::common::*;
 use token_authority::proto::{self as pb, revoke_request::Target};
 
-#[tokio::test]
-async fn tenants_are_isolated() {
-    let server = TestServer::start().await;
+async fn tenants_are_isolated(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut client = server.client();
     let a = server.issue("tenant-a", "alice").await;
     let b = server.issue("tenant-b", "alice").await;
@@ -66,9 +65,8 @@ async fn tenants_are_isolated() {
     server.refresh(&a.refresh_token).await.unwrap();
 }
 
-#[tokio::test]
-async fn audience_is_checked_when_asked() {
-    let server = TestServer::start().await;
+async fn audience_is_checked_when_asked(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let pair = server.issue("acme", "alice").await;
     let result = server
         .client()
@@ -80,3 +78,5 @@ async fn audience_is_checked_when_asked() {
         .await;
     assert_error(result, Code::PermissionDenied, "AUDIENCE_MISMATCH");
 }
+
+crate::on_both_backends!(tenants_are_isolated, audience_is_checked_when_asked,);

@@ -1,5 +1,7 @@
-//! Keeps the in-memory revoked-session set in step with the database and
-//! forgets revocations whose access tokens have all expired.
+//! Keeps each replica's in-memory state (revoked sessions, signing keys) in
+//! step with the database that all replicas share. Polling rather than
+//! PostgreSQL LISTEN/NOTIFY: it works on SQLite too, needs no dedicated
+//! connection, and cannot miss a notification sent while it was disconnected.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +17,9 @@ pub async fn run(authority: Arc<Authority>, every: Duration, mut stop: watch::Re
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = authority.sync_revocations().await {
+        if let Err(e) = authority.sync_from_store().await {
             // Validate keeps answering from what it has; the next tick retries.
-            tracing::warn!(error = %e, "revocation sync failed");
+            tracing::warn!(error = %e, "state sync from the database failed");
         }
     }
 }
