@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: tools, formatting, lints, then
-# every test. `.ci/run` calls this.
+# every test, on SQLite and on a throwaway PostgreSQL. `.ci/run` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,4 +9,5 @@ export GRPCURL="$PWD/.venv/bin/grpcurl"
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --workspace --all-targets
+cargo build --locked --workspace --all-targets
+scripts/with-postgres.sh cargo test --locked --workspace --all-targets

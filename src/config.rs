@@ -39,6 +39,11 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// PostgreSQL `statement_timeout`: a statement running longer is
+    /// cancelled (the RPC answers UNAVAILABLE) instead of holding locks.
+    /// On SQLite, how long a statement waits for the write lock.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +96,7 @@ impl Default for DatabaseConfig {
             max_connections: None,
             acquire_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -7,7 +7,6 @@ pub mod secrets;
 pub mod sessions;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx;
@@ -96,6 +95,7 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => 16,
         });
+        let statement_timeout = config.statement_timeout;
         let mut options = ConnectOptions::new(config.url.clone());
         options
             .max_connections(max_connections)
@@ -103,14 +103,20 @@ impl Store {
             .acquire_timeout(config.acquire_timeout)
             .connect_timeout(config.connect_timeout)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|opts| {
+            .map_sqlx_sqlite_opts(move |opts| {
                 // WAL lets readers run beside the writer; synchronous=FULL makes
                 // every committed rotation survive a power loss, so a client
                 // never holds a refresh token the database forgot.
                 opts.create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(5))
+                    .busy_timeout(statement_timeout)
+            })
+            .map_sqlx_postgres_opts(move |opts| {
+                opts.application_name("token-authority").options([(
+                    "statement_timeout",
+                    format!("{}ms", statement_timeout.as_millis()),
+                )])
             });
         let db = Database::connect(options).await?;
         Ok(Self { db, backend })
