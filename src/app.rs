@@ -10,7 +10,9 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::{self, Authority, Settings};
 use crate::jobs;
+use crate::jobs::purge::{PurgePolicy, Purger};
 use crate::storage::{Store, StoreError};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::{self, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,8 @@ pub enum AppError {
     Domain(#[from] domain::Error),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] TelemetryError),
 }
 
 impl AppError {
@@ -36,19 +40,35 @@ impl AppError {
 
 pub struct App {
     pub authority: Arc<Authority>,
+    pub purger: Arc<Purger>,
+    telemetry: Telemetry,
     config: Config,
 }
 
 impl App {
     /// Connects to the database, migrates it and loads keys and secrets.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Self, AppError> {
+        let telemetry = Telemetry::new(&config.telemetry)?;
         let store = Store::connect(&config.database).await?;
         store.migrate().await?;
+        let purger = Purger::new(
+            store.clone(),
+            clock.clone(),
+            PurgePolicy::new(&config.purge, config.tokens.access_ttl),
+            telemetry.metrics.clone(),
+        );
         let authority = Authority::start(store, clock, Settings::from(&config.tokens)).await?;
         Ok(Self {
             authority: Arc::new(authority),
+            purger: Arc::new(purger),
+            telemetry,
             config,
         })
+    }
+
+    /// Flushes telemetry; for commands that build an app without serving.
+    pub async fn shutdown(self) {
+        self.telemetry.shutdown().await;
     }
 
     /// Runs the gRPC server and background jobs until `shutdown` completes.
@@ -63,8 +83,15 @@ impl App {
             self.config.state_sync_interval,
             stopped,
         ));
+        let purge = self.config.purge.enabled.then(|| {
+            let purger = self.purger.clone();
+            let every = self.config.purge.interval;
+            let stopped = stop_jobs.subscribe();
+            tokio::spawn(async move { purger.run(every, stopped).await })
+        });
         let served = transport::serve(
             self.authority.clone(),
+            &self.telemetry,
             self.config.request_timeout,
             listener,
             shutdown,
@@ -72,6 +99,10 @@ impl App {
         .await;
         let _ = stop_jobs.send(true);
         let _ = sync.await;
+        if let Some(purge) = purge {
+            let _ = purge.await;
+        }
+        self.telemetry.shutdown().await;
         served?;
         Ok(())
     }

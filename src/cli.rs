@@ -38,6 +38,12 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Delete expired and revoked state (what `serve` does every purge.interval).
+    Purge {
+        /// Run one purge, print what it deleted, and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await?;
             Ok(())
         }
+        Command::Purge { once } => purge(config, once).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -71,6 +78,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn purge(config: Config, once: bool) -> anyhow::Result<()> {
+    let app = App::build(config.clone(), Arc::new(SystemClock)).await?;
+    if !once {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let purger = app.purger.clone();
+        let every = config.purge.interval;
+        let task = tokio::spawn(async move { purger.run(every, stopped).await });
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        app.shutdown().await;
+        return Ok(());
+    }
+    let report = app.purger.purge_once().await.context("purging")?;
+    if report.skipped {
+        println!("skipped: another replica holds the purge lock");
+    } else {
+        println!("{:<14} {:<10} {:>10}", "table", "reason", "deleted");
+        for (kind, rows) in &report.deleted {
+            println!("{:<14} {:<10} {:>10}", kind.table(), kind.reason(), rows);
+        }
+        println!(
+            "{} rows in {:.3} s",
+            report.total(),
+            report.duration.as_secs_f64()
+        );
+    }
+    app.shutdown().await;
+    Ok(())
 }
 
 /// Builds the app, waiting for the database if it is not reachable yet

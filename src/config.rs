@@ -22,7 +22,62 @@ pub struct Config {
     pub state_sync_interval: Duration,
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
+    pub purge: PurgeConfig,
+    pub telemetry: TelemetryConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PurgeConfig {
+    /// Run the purge task inside `serve`.
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows per DELETE statement: small enough that no statement holds locks long.
+    pub batch_size: u64,
+    /// Pause between batches, so that other writes interleave.
+    #[serde(with = "humantime_serde")]
+    pub batch_pause: Duration,
+    /// How long revoked sessions are kept (refresh answers SESSION_REVOKED
+    /// meanwhile). Never shorter than tokens.access_ttl, so that a restarted
+    /// replica can still rebuild its revoked-session set.
+    #[serde(with = "humantime_serde")]
+    pub revoked_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP gRPC endpoint, e.g. `http://127.0.0.1:4317`. Unset: the standard
+    /// OTEL_EXPORTER_OTLP_ENDPOINT; neither: nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            batch_size: 2000,
+            batch_pause: Duration::from_millis(5),
+            revoked_retention: Duration::from_secs(24 * 3600),
+            audit_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            metrics_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +139,8 @@ impl Default for Config {
             state_sync_interval: Duration::from_millis(250),
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
+            purge: PurgeConfig::default(),
+            telemetry: TelemetryConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -156,6 +213,11 @@ impl Config {
             ("tokens.session_idle_ttl", t.session_idle_ttl),
             ("request_timeout", self.request_timeout),
             ("state_sync_interval", self.state_sync_interval),
+            ("purge.interval", self.purge.interval),
+            (
+                "telemetry.metrics_interval",
+                self.telemetry.metrics_interval,
+            ),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -164,6 +226,9 @@ impl Config {
         }
         if t.issuer.is_empty() {
             return Err(ConfigError("tokens.issuer must not be empty".into()));
+        }
+        if self.purge.batch_size == 0 {
+            return Err(ConfigError("purge.batch_size must be at least 1".into()));
         }
         if self.database.max_connections == Some(0) {
             return Err(ConfigError(

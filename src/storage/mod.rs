@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod entities;
 pub mod keys;
+pub mod purge;
 pub mod secrets;
 pub mod sessions;
 

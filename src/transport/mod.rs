@@ -1,6 +1,7 @@
 //! gRPC transport: tonic services, reflection, health and the server itself.
 mod convert;
 mod oversize;
+mod rpc_telemetry;
 mod server;
 mod service;
 pub mod status;

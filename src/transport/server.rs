@@ -8,10 +8,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::oversize::OversizeAsResourceExhausted;
+use super::rpc_telemetry::RpcTelemetryLayer;
 use super::service::TokenAuthorityService;
 use crate::domain::Authority;
 use crate::proto::token_authority_server::TokenAuthorityServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::telemetry::Telemetry;
 
 /// Largest request message accepted; far above any valid request.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -27,6 +29,7 @@ pub enum ServeError {
 /// Serves until `shutdown` completes, then drains in-flight requests.
 pub async fn serve(
     authority: Arc<Authority>,
+    telemetry: &Telemetry,
     request_timeout: Duration,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -47,6 +50,10 @@ pub async fn serve(
 
     Server::builder()
         .timeout(request_timeout)
+        .layer(RpcTelemetryLayer::new(
+            telemetry.metrics.clone(),
+            telemetry.tracer.clone(),
+        ))
         .layer(OversizeAsResourceExhausted)
         .add_service(authority_service)
         .add_service(health_service)

@@ -15,6 +15,7 @@ use token_authority::app::App;
 use token_authority::clock::ManualClock;
 use token_authority::config::Config;
 use token_authority::domain::Authority;
+use token_authority::jobs::purge::Purger;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
 
@@ -89,6 +90,7 @@ pub struct TestServer {
     pub client: Client,
     pub config: Config,
     pub authority: Arc<Authority>,
+    pub purger: Arc<Purger>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: Arc<TempDir>,
@@ -122,6 +124,7 @@ impl TestServer {
             .await
             .expect("app starts");
         let authority = app.authority.clone();
+        let purger = app.purger.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.serve(listener, async {
@@ -139,6 +142,7 @@ impl TestServer {
             client,
             config,
             authority,
+            purger,
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,

@@ -6,6 +6,7 @@ mod faults;
 mod grpcurl;
 mod lifecycle;
 mod processes;
+mod purge;
 mod replicas;
 mod rotation;
 mod tenants;
