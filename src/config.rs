@@ -36,7 +36,9 @@ pub struct PurgeConfig {
     pub interval: Duration,
     /// Rows per DELETE statement: small enough that no statement holds locks long.
     pub batch_size: u64,
-    /// Pause between batches, so that other writes interleave.
+    /// Least pause between batches; the purge also pauses at least as long as
+    /// the previous batch took, so it never holds the database more than half
+    /// the time.
     #[serde(with = "humantime_serde")]
     pub batch_pause: Duration,
     /// How long revoked sessions are kept (refresh answers SESSION_REVOKED
@@ -63,7 +65,7 @@ impl Default for PurgeConfig {
         Self {
             enabled: true,
             interval: Duration::from_secs(60),
-            batch_size: 2000,
+            batch_size: 200,
             batch_pause: Duration::from_millis(5),
             revoked_retention: Duration::from_secs(24 * 3600),
             audit_retention: Duration::from_secs(30 * 24 * 3600),

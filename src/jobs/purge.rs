@@ -103,10 +103,12 @@ impl Purger {
         for kind in PurgeKind::ALL {
             let mut total = 0;
             loop {
+                let batch_started = Instant::now();
                 let deleted = self
                     .store
                     .purge_batch(kind, &cutoffs, self.policy.batch_size)
                     .await?;
+                let batch_took = batch_started.elapsed();
                 total += deleted;
                 if deleted > 0 {
                     self.metrics.purge_deleted(kind, deleted);
@@ -114,7 +116,10 @@ impl Purger {
                 if deleted < self.policy.batch_size {
                     break;
                 }
-                tokio::time::sleep(self.policy.batch_pause).await;
+                // Yield the database at least as long as the batch held it, so
+                // requests queued behind a batch (on SQLite, behind the one
+                // connection) wait at most about one batch.
+                tokio::time::sleep(self.policy.batch_pause.max(batch_took)).await;
             }
             report.deleted.push((kind, total));
         }

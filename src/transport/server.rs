@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use super::oversize::OversizeAsResourceExhausted;
@@ -59,12 +59,17 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            health
-                .set_not_serving::<TokenAuthorityServer<TokenAuthorityService>>()
-                .await;
-        })
+        // TCP_NODELAY: without it, small unary responses wait for the
+        // client's delayed ACK (~40 ms on Linux).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                shutdown.await;
+                health
+                    .set_not_serving::<TokenAuthorityServer<TokenAuthorityService>>()
+                    .await;
+            },
+        )
         .await?;
     Ok(())
 }

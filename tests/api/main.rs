@@ -5,6 +5,7 @@ mod expiry;
 mod faults;
 mod grpcurl;
 mod lifecycle;
+mod otlp;
 mod processes;
 mod purge;
 mod replicas;
