@@ -1,13 +1,13 @@
 //! Session rows: create, rotate in place, revoke, list.
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
 use super::audit::{self, AuditEvent, AuditKind};
 use super::entities::session::{self, Column};
-use super::{Store, StoreResult};
+use super::{Backend, Store, StoreResult};
 
 pub use session::Model as SessionRow;
 
@@ -195,6 +195,27 @@ impl Store {
     /// Every session row, live or not.
     pub async fn session_rows(&self) -> StoreResult<u64> {
         Ok(session::Entity::find().count(self.conn()).await?)
+    }
+
+    /// Bytes the sessions table and its indexes occupy, where the backend
+    /// can tell (SQLite builds without the dbstat table cannot).
+    pub async fn sessions_table_bytes(&self) -> StoreResult<Option<u64>> {
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT pg_total_relation_size('sessions')::BIGINT AS bytes",
+            Backend::Sqlite => {
+                "SELECT CAST(SUM(pgsize) AS BIGINT) AS bytes FROM dbstat \
+                 WHERE name = 'sessions' OR tbl_name = 'sessions'"
+            }
+        };
+        let statement = Statement::from_string(self.conn().get_database_backend(), sql);
+        match self.conn().query_one_raw(statement).await {
+            Ok(Some(row)) => Ok(row
+                .try_get::<Option<i64>>("", "bytes")?
+                .and_then(|b| u64::try_from(b).ok())),
+            Ok(None) => Ok(None),
+            Err(_) if self.backend() == Backend::Sqlite => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sessions revoked at or after `since`, with when they were revoked.

@@ -1,0 +1,115 @@
+//! Load driver for token-authority.
+//!
+//!   cargo run --release -p loadgen -- validate --concurrency 64 --seconds 10
+//!   cargo run --release -p loadgen -- --target http://127.0.0.1:50051 refresh
+//!   cargo run --release -p loadgen -- report --json target/bench-report.json
+//!
+//! Without `--target`, it starts the server in-process on a fresh SQLite
+//! database (or `--database-url`), on a loopback port.
+mod load;
+mod report;
+mod server;
+mod steps;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use load::{Budget, Stats};
+use server::Target;
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "Load driver for token-authority")]
+struct Cli {
+    /// Address of a running server; default: start one in-process.
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Database of the in-process server (default: a fresh SQLite file).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Concurrent streams.
+    #[arg(long, short, global = true, default_value_t = 32)]
+    concurrency: usize,
+    /// Run for this many seconds…
+    #[arg(long, global = true, default_value_t = 5.0)]
+    seconds: f64,
+    /// …or for exactly this many requests.
+    #[arg(long, global = true)]
+    requests: Option<u64>,
+    /// Also write the results as JSON here.
+    #[arg(long, global = true)]
+    json: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// grpc.health.v1 Check: the cheapest unary RPC (gRPC floor).
+    Health,
+    /// Validate of the same token every time.
+    Validate,
+    /// Validate of 1000 different tokens in turn.
+    ValidateFresh,
+    /// Each stream refreshes its own session with the token it got last.
+    Refresh,
+    /// Issue a new session per request.
+    Issue,
+    /// 90% Validate, 9% Refresh, 1% Issue.
+    Mixed,
+    /// Every baseline and target in one run (in-process servers only).
+    Report,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), server::BoxError> {
+    let cli = Cli::parse();
+    let budget = match cli.requests {
+        Some(n) => Budget::Requests(n),
+        None => Budget::For(Duration::from_secs_f64(cli.seconds)),
+    };
+    if let Workload::Report = cli.workload {
+        let report = report::run(budget, cli.database_url.as_deref()).await?;
+        if let Some(path) = &cli.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
+    let target = Target::start(cli.target.as_deref(), cli.database_url.as_deref()).await?;
+    let stats = run_workload(&target, &cli.workload, cli.concurrency, budget).await?;
+    load::print_table(std::slice::from_ref(&stats));
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_string_pretty(&stats)?)?;
+    }
+    target.stop().await;
+    Ok(())
+}
+
+async fn run_workload(
+    target: &Target,
+    workload: &Workload,
+    concurrency: usize,
+    budget: Budget,
+) -> Result<Stats, server::BoxError> {
+    Ok(match workload {
+        Workload::Health => load::run("health", budget, target.health_steps(concurrency)).await,
+        Workload::Validate => {
+            load::run(
+                "validate",
+                budget,
+                target.validate_steps(concurrency, 1).await?,
+            )
+            .await
+        }
+        Workload::ValidateFresh => {
+            let steps = target.validate_steps(concurrency, 1000).await?;
+            load::run("validate (1000 tokens)", budget, steps).await
+        }
+        Workload::Refresh => {
+            load::run("refresh", budget, target.refresh_steps(concurrency).await?).await
+        }
+        Workload::Issue => load::run("issue", budget, target.issue_steps(concurrency)).await,
+        Workload::Mixed => load::run("mixed", budget, target.mixed_steps(concurrency).await?).await,
+        Workload::Report => unreachable!("handled in main"),
+    })
+}

@@ -1,0 +1,172 @@
+//! The server under load: a running one, or one started in-process.
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::steps::{self, Client};
+use token_authority::app::App;
+use token_authority::clock::SystemClock;
+use token_authority::config::Config;
+use token_authority::domain::Authority;
+use token_authority::proto::token_authority_client::TokenAuthorityClient;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct Target {
+    pub channel: Channel,
+    /// Set for an in-process server: direct access for database baselines.
+    pub authority: Option<Arc<Authority>>,
+    stop: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    _dir: Option<TempDir>,
+}
+
+impl Target {
+    pub async fn start(
+        address: Option<&str>,
+        database_url: Option<&str>,
+    ) -> Result<Self, BoxError> {
+        if let Some(address) = address {
+            let channel = Channel::from_shared(address.to_owned())?.connect().await?;
+            return Ok(Self {
+                channel,
+                authority: None,
+                stop: None,
+                _dir: None,
+            });
+        }
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.database.url = match database_url {
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}/load.db", dir.path().display()),
+        };
+        config.purge.enabled = false;
+        config.log.filter = "warn".into();
+        let app = App::build(config, Arc::new(SystemClock)).await?;
+        let authority = app.authority.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = app
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        let channel = Channel::from_shared(address)?.connect().await?;
+        Ok(Self {
+            channel,
+            authority: Some(authority),
+            stop: Some((tx, task)),
+            _dir: Some(dir),
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some((tx, task)) = self.stop.take() {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        TokenAuthorityClient::new(self.channel.clone())
+    }
+
+    pub fn health_steps(&self, n: usize) -> Vec<steps::Health> {
+        (0..n)
+            .map(|_| steps::Health(HealthClient::new(self.channel.clone())))
+            .collect()
+    }
+
+    /// Each worker validates `distinct` tokens in turn (1: the same token).
+    pub async fn validate_steps(
+        &self,
+        n: usize,
+        distinct: usize,
+    ) -> Result<Vec<steps::Validate>, BoxError> {
+        let mut tokens = Vec::with_capacity(distinct);
+        for i in 0..distinct {
+            tokens.push(
+                steps::issue(&mut self.client(), format!("validate-{i}"))
+                    .await?
+                    .access_token,
+            );
+        }
+        Ok((0..n)
+            .map(|i| steps::Validate {
+                client: self.client(),
+                tokens: tokens.clone(),
+                next: i * 7,
+            })
+            .collect())
+    }
+
+    pub async fn refresh_steps(&self, n: usize) -> Result<Vec<steps::Refresh>, BoxError> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let pair = steps::issue(&mut self.client(), format!("refresh-{i}")).await?;
+            out.push(steps::Refresh {
+                client: self.client(),
+                token: pair.refresh_token,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn issue_steps(&self, n: usize) -> Vec<steps::Issue> {
+        (0..n)
+            .map(|worker| steps::Issue {
+                client: self.client(),
+                worker,
+                n: 0,
+            })
+            .collect()
+    }
+
+    pub async fn mixed_steps(&self, n: usize) -> Result<Vec<steps::Mixed>, BoxError> {
+        let mut out = Vec::with_capacity(n);
+        for worker in 0..n {
+            let pair = steps::issue(&mut self.client(), format!("mixed-{worker}")).await?;
+            out.push(steps::Mixed {
+                client: self.client(),
+                access: pair.access_token,
+                refresh: pair.refresh_token,
+                worker,
+                n: worker as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sessions for the raw database baseline, one per worker.
+    pub async fn raw_rotate_steps(&self, n: usize) -> Result<Vec<steps::RawRotate>, BoxError> {
+        let authority = self
+            .authority
+            .as_ref()
+            .ok_or("raw baseline needs an in-process server")?;
+        let store = authority.store().clone();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let pair = steps::issue(&mut self.client(), format!("raw-{i}")).await?;
+            let row = store
+                .session(&pair.session_id)
+                .await?
+                .ok_or("session missing")?;
+            out.push(steps::RawRotate {
+                store: store.clone(),
+                session_id: row.id,
+                generation: row.generation,
+                digest: row.token_digest,
+                now: row.created_at,
+            });
+        }
+        Ok(out)
+    }
+}
