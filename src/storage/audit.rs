@@ -1,8 +1,12 @@
 //! Append-only audit trail of what happened to sessions.
-use sea_orm::{ActiveValue::NotSet, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 
 use super::entities::audit_event;
-use super::StoreResult;
+use super::{Store, StoreResult};
+
+pub use super::entities::audit_event::Model as StoredAuditEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditKind {
@@ -60,4 +64,15 @@ pub async fn record_all<'a>(
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+impl Store {
+    /// A session's audit trail, oldest first.
+    pub async fn audit_trail(&self, session_id: &str) -> StoreResult<Vec<StoredAuditEvent>> {
+        Ok(audit_event::Entity::find()
+            .filter(audit_event::Column::SessionId.eq(session_id))
+            .order_by_asc(audit_event::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
 }

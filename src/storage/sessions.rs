@@ -1,8 +1,8 @@
 //! Session rows: create, rotate in place, revoke, list.
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, PostgresQueryBuilder};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 
 use super::audit::{self, AuditEvent, AuditKind};
@@ -67,6 +67,11 @@ impl Store {
         if !audit {
             return Ok(update.exec_with_returning(self.conn()).await?.pop());
         }
+        if self.backend() == Backend::Postgres {
+            return self
+                .rotate_with_audit_in_one_statement(update, rotation.now)
+                .await;
+        }
         let tx = self.conn().begin().await?;
         let Some(row) = update.exec_with_returning(&tx).await?.pop() else {
             return Ok(None);
@@ -82,6 +87,31 @@ impl Store {
         audit::record(&tx, event).await?;
         tx.commit().await?;
         Ok(Some(row))
+    }
+
+    /// PostgreSQL: the rotation and its audit row in one statement (a
+    /// data-modifying CTE), one round trip instead of BEGIN, UPDATE, INSERT,
+    /// COMMIT, and just as atomic.
+    async fn rotate_with_audit_in_one_statement(
+        &self,
+        update: sea_orm::UpdateMany<session::Entity>,
+        now: i64,
+    ) -> StoreResult<Option<SessionRow>> {
+        let mut statement = update.into_query();
+        statement.returning_all();
+        let (sql, values) = statement.build(PostgresQueryBuilder);
+        let sql = format!(
+            "WITH rotated AS ({sql}), audited AS (\
+             INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail) \
+             SELECT {now}, '{kind}', tenant_id, subject, id, 'generation ' || generation FROM rotated) \
+             SELECT * FROM rotated",
+            kind = AuditKind::Refreshed.as_str(),
+        );
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+        Ok(session::Entity::find()
+            .from_raw_sql(statement)
+            .one(self.conn())
+            .await?)
     }
 
     pub async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {

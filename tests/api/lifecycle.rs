@@ -254,7 +254,47 @@ async fn refresh_does_not_add_rows(backend: Backend) {
     assert_eq!(server.list("acme", "frank").await[0].refresh_count, 25);
 }
 
+async fn every_rotation_is_audited_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server.issue("acme", "gina").await;
+    let second = server.refresh(&first.refresh_token).await.unwrap();
+    // A repeat within the grace window rotates nothing, so it audits nothing.
+    server.refresh(&first.refresh_token).await.unwrap();
+    server.clock.advance(Duration::from_secs(60));
+    server.refresh(&second.refresh_token).await.unwrap();
+    server.clock.advance(Duration::from_secs(60));
+    assert_error(
+        server.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+
+    let trail = server
+        .authority
+        .store()
+        .audit_trail(&first.session_id)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = trail
+        .iter()
+        .map(|e| (e.kind.as_str(), e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("issued", None),
+            ("refreshed", Some("generation 1")),
+            ("refreshed", Some("generation 2")),
+            ("reuse_detected", Some("refresh token reuse detected")),
+        ]
+    );
+    assert!(trail
+        .iter()
+        .all(|e| e.tenant_id == "acme" && e.subject == "gina"));
+}
+
 crate::on_both_backends!(
+    every_rotation_is_audited_once,
     issue_validate_refresh_list_revoke,
     revoke_by_refresh_token_and_all_sessions_of_a_subject,
     list_sessions_pages_through_every_session_once,
