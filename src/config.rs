@@ -123,6 +123,9 @@ pub struct TokenConfig {
     /// Record an audit event for every refresh (issue, revoke and reuse are
     /// always recorded).
     pub audit_refreshes: bool,
+    /// Validate remembers this many verified access tokens, so a token seen
+    /// before costs a hash instead of a signature check (0 disables).
+    pub verified_token_cache: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +172,7 @@ impl Default for TokenConfig {
             session_idle_ttl: Duration::from_secs(7 * 24 * 3600),
             refresh_grace: Duration::from_secs(10),
             audit_refreshes: true,
+            verified_token_cache: 50_000,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::model::*;
 use super::refresh_token::{RefreshToken, RefreshTokenCodec};
 use super::revocations::RevokedSessions;
 use super::signing_keys::{self, KeyRing};
+use super::verified_tokens::VerifiedTokens;
 use crate::clock::{duration_millis, Millis, SharedClock};
 use crate::config::TokenConfig;
 use crate::storage::audit::AuditKind;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub session_idle_ttl: Millis,
     pub refresh_grace: Millis,
     pub audit_refreshes: bool,
+    /// Entries in the cache of verified access tokens (0: no cache).
+    pub verified_token_cache: usize,
 }
 
 impl From<&TokenConfig> for Settings {
@@ -43,6 +46,7 @@ impl From<&TokenConfig> for Settings {
             session_idle_ttl: duration_millis(c.session_idle_ttl),
             refresh_grace: duration_millis(c.refresh_grace),
             audit_refreshes: c.audit_refreshes,
+            verified_token_cache: c.verified_token_cache,
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct Authority {
     keys: RwLock<Arc<KeyRing>>,
     refresh_tokens: RefreshTokenCodec,
     revoked: RevokedSessions,
+    verified: VerifiedTokens,
     /// Start of the last successful sync; `None` until the first full load.
     last_sync: std::sync::Mutex<Option<Millis>>,
 }
@@ -84,6 +89,7 @@ impl Authority {
             refresh_tokens: RefreshTokenCodec::new(&secret),
             keys: RwLock::new(Arc::new(keys)),
             revoked: RevokedSessions::default(),
+            verified: VerifiedTokens::new(settings.verified_token_cache),
             settings,
             last_sync: std::sync::Mutex::new(None),
         };
@@ -357,14 +363,27 @@ impl Authority {
     /// Validates an access token from memory only: keys and revocations.
     pub fn validate(&self, req: &ValidateRequest) -> Result<ValidatedToken> {
         input::token("access_token", &req.access_token, input::MAX_ACCESS_TOKEN)?;
-        let keys = self.current_keys();
-        let verified = access_token::verify(
-            &keys,
-            &self.settings.issuer,
-            &req.access_token,
-            self.clock.now_millis(),
-        )?;
-        let claims = verified.claims;
+        let now = self.clock.now_millis();
+        let key = VerifiedTokens::key(&req.access_token);
+        let verified = match self.verified.get(&key) {
+            Some(hit) => {
+                access_token::check_lifetime(&hit.claims, now)?;
+                hit
+            }
+            None => {
+                let keys = self.current_keys();
+                let fresh = Arc::new(access_token::verify(
+                    &keys,
+                    &self.settings.issuer,
+                    &req.access_token,
+                    now,
+                )?);
+                self.verified
+                    .insert(key, fresh.clone(), now.div_euclid(1000));
+                fresh
+            }
+        };
+        let claims = &verified.claims;
         let session = Uuid::try_parse(&claims.sid).map_err(|_| Error::TokenInvalid)?;
         if !req.expected_tenant_id.is_empty() && claims.tenant != req.expected_tenant_id {
             return Err(Error::TenantMismatch);
@@ -376,8 +395,8 @@ impl Authority {
             return Err(Error::SessionRevoked);
         }
         Ok(ValidatedToken {
-            claims,
-            key_id: verified.kid,
+            claims: claims.clone(),
+            key_id: verified.kid.clone(),
         })
     }
 

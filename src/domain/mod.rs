@@ -8,6 +8,7 @@ pub mod model;
 pub mod refresh_token;
 pub mod revocations;
 pub mod signing_keys;
+mod verified_tokens;
 
 pub use authority::{Authority, Settings};
 pub use error::{Error, ErrorKind, Result};
