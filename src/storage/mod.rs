@@ -16,7 +16,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, SqliteSynchronous};
 
 /// A database failure. `is_unavailable` separates "try again later" (the
 /// database is down, busy or too slow) from bugs and bad data.
@@ -97,6 +97,10 @@ impl Store {
             Backend::Postgres => 16,
         });
         let statement_timeout = config.statement_timeout;
+        let synchronous = match config.sqlite_synchronous {
+            SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        };
         let mut options = ConnectOptions::new(config.url.clone());
         options
             .max_connections(max_connections)
@@ -105,12 +109,11 @@ impl Store {
             .connect_timeout(config.connect_timeout)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |opts| {
-                // WAL lets readers run beside the writer; synchronous=FULL makes
-                // every committed rotation survive a power loss, so a client
-                // never holds a refresh token the database forgot.
+                // WAL lets readers run beside the writer; see
+                // `DatabaseConfig::sqlite_synchronous` for the durability choice.
                 opts.create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .synchronous(synchronous)
                     .busy_timeout(statement_timeout)
             })
             .map_sqlx_postgres_opts(move |opts| {
