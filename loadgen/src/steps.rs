@@ -40,6 +40,19 @@ pub async fn issue(client: &mut Client, subject: String) -> Result<pb::TokenPair
         .ok_or_else(|| "NoTokens".to_owned())
 }
 
+pub async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, String> {
+    client
+        .refresh(pb::RefreshRequest {
+            refresh_token: token.to_owned(),
+            device: None,
+        })
+        .await
+        .map_err(code)?
+        .into_inner()
+        .tokens
+        .ok_or_else(|| "NoTokens".to_owned())
+}
+
 /// The cheapest unary RPC the server has: the gRPC floor.
 pub struct Health(pub HealthClient<Channel>);
 
@@ -84,18 +97,7 @@ pub struct Refresh {
 
 impl Step for Refresh {
     async fn step(&mut self) -> Result<(), String> {
-        let pair = self
-            .client
-            .refresh(pb::RefreshRequest {
-                refresh_token: self.token.clone(),
-                device: None,
-            })
-            .await
-            .map_err(code)?
-            .into_inner()
-            .tokens
-            .ok_or_else(|| "NoTokens".to_owned())?;
-        self.token = pair.refresh_token;
+        self.token = refresh(&mut self.client, &self.token).await?.refresh_token;
         Ok(())
     }
 }
@@ -134,17 +136,7 @@ impl Step for Mixed {
             .await
             .map(|_| ()),
             1..=9 => {
-                let pair = self
-                    .client
-                    .refresh(pb::RefreshRequest {
-                        refresh_token: self.refresh.clone(),
-                        device: None,
-                    })
-                    .await
-                    .map_err(code)?
-                    .into_inner()
-                    .tokens
-                    .ok_or_else(|| "NoTokens".to_owned())?;
+                let pair = refresh(&mut self.client, &self.refresh).await?;
                 self.access = pair.access_token;
                 self.refresh = pair.refresh_token;
                 Ok(())

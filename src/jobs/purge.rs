@@ -145,27 +145,20 @@ impl Purger {
 
     /// Purges every `every` until `stop` changes. Failures are logged and
     /// retried at the next tick: a purge is idempotent.
-    pub async fn run(&self, every: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-            }
+    pub async fn run(&self, every: Duration, stop: watch::Receiver<bool>) {
+        super::every(every, stop, || async {
             match self.purge_once().await {
                 Ok(report) if report.skipped => {
                     tracing::debug!("purge skipped: another replica is purging");
                 }
-                Ok(report) => {
-                    tracing::info!(
-                        deleted = report.total(),
-                        duration_ms = report.duration.as_millis() as u64,
-                        "purge finished"
-                    );
-                }
+                Ok(report) => tracing::info!(
+                    deleted = report.total(),
+                    duration_ms = report.duration.as_millis() as u64,
+                    "purge finished"
+                ),
                 Err(e) => tracing::warn!(error = %e, "purge failed; retrying at the next interval"),
             }
-        }
+        })
+        .await;
     }
 }

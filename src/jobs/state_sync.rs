@@ -9,17 +9,12 @@ use tokio::sync::watch;
 
 use crate::domain::Authority;
 
-pub async fn run(authority: Arc<Authority>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
+pub async fn run(authority: Arc<Authority>, every: Duration, stop: watch::Receiver<bool>) {
+    super::every(every, stop, || async {
         if let Err(e) = authority.sync_from_store().await {
             // Validate keeps answering from what it has; the next tick retries.
             tracing::warn!(error = %e, "state sync from the database failed");
         }
-    }
+    })
+    .await;
 }

@@ -168,33 +168,15 @@ impl TestServer {
     }
 
     pub async fn issue(&self, tenant: &str, subject: &str) -> pb::TokenPair {
-        self.client()
-            .issue(issue_request(tenant, subject))
-            .await
-            .expect("issue")
-            .into_inner()
-            .tokens
-            .expect("tokens")
+        issue_with(&mut self.client(), tenant, subject).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {
-        self.client()
-            .refresh(pb::RefreshRequest {
-                refresh_token: refresh_token.to_owned(),
-                device: None,
-            })
-            .await
-            .map(|r| r.into_inner().tokens.expect("tokens"))
+        refresh_with(&mut self.client(), refresh_token).await
     }
 
     pub async fn validate(&self, access_token: &str) -> Result<pb::Claims, Status> {
-        self.client()
-            .validate(pb::ValidateRequest {
-                access_token: access_token.to_owned(),
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner().claims.expect("claims"))
+        validate_with(&mut self.client(), access_token).await
     }
 
     pub async fn list(&self, tenant: &str, subject: &str) -> Vec<pb::Session> {
@@ -217,6 +199,39 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+pub async fn issue_with(client: &mut Client, tenant: &str, subject: &str) -> pb::TokenPair {
+    client
+        .issue(issue_request(tenant, subject))
+        .await
+        .expect("issue")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+}
+
+pub async fn refresh_with(
+    client: &mut Client,
+    refresh_token: &str,
+) -> Result<pb::TokenPair, Status> {
+    client
+        .refresh(pb::RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+            device: None,
+        })
+        .await
+        .map(|r| r.into_inner().tokens.expect("tokens"))
+}
+
+pub async fn validate_with(client: &mut Client, access_token: &str) -> Result<pb::Claims, Status> {
+    client
+        .validate(pb::ValidateRequest {
+            access_token: access_token.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().claims.expect("claims"))
 }
 
 pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {

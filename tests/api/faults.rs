@@ -10,16 +10,6 @@ use crate::common::*;
 use crate::processes::{PgServer, Replica};
 use token_authority::proto::{self as pb, revoke_request::Target};
 
-async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, tonic::Status> {
-    client
-        .refresh(pb::RefreshRequest {
-            refresh_token: token.to_owned(),
-            device: None,
-        })
-        .await
-        .map(|r| r.into_inner().tokens.expect("tokens"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_fails_writes_fast_keeps_validating_and_recovers() {
     let pg = PgServer::start();
@@ -55,7 +45,9 @@ async fn database_outage_fails_writes_fast_keeps_validating_and_recovers() {
     }
     // Writes fail fast with UNAVAILABLE and a retry hint, never hang.
     let started = Instant::now();
-    let status = refresh(&mut client, &pair.refresh_token).await.unwrap_err();
+    let status = refresh_with(&mut client, &pair.refresh_token)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(reason(&status), "STORAGE_UNAVAILABLE");
     assert!(status.get_details_retry_info().is_some());
@@ -81,7 +73,7 @@ async fn database_outage_fails_writes_fast_keeps_validating_and_recovers() {
     // rotation did not happen, so the old refresh token still works.
     let deadline = Instant::now() + Duration::from_secs(20);
     let next = loop {
-        match refresh(&mut client, &pair.refresh_token).await {
+        match refresh_with(&mut client, &pair.refresh_token).await {
             Ok(next) => break next,
             Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -143,7 +135,7 @@ async fn kill_9_under_refresh_load_loses_no_rotation() {
             let mut last = pair;
             let mut rotations = 0u32;
             while Instant::now() < stop_at {
-                match refresh(&mut client, &last.refresh_token).await {
+                match refresh_with(&mut client, &last.refresh_token).await {
                     Ok(next) => {
                         last = next;
                         rotations += 1;
@@ -199,7 +191,7 @@ async fn kill_9_under_refresh_load_loses_no_rotation() {
         );
         // The refresh token the client holds works (within the grace window
         // if its last rotation committed without reaching it).
-        let next = refresh(&mut client, &last.refresh_token)
+        let next = refresh_with(&mut client, &last.refresh_token)
             .await
             .unwrap_or_else(|e| panic!("{}: {e:?}", claims.subject));
         client

@@ -17,45 +17,15 @@ async fn replicas(n: usize) -> Vec<Replica> {
     join_all((0..n).map(|_| Replica::start(&url, &[GRACE]))).await
 }
 
-async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, tonic::Status> {
-    client
-        .refresh(pb::RefreshRequest {
-            refresh_token: token.to_owned(),
-            device: None,
-        })
-        .await
-        .map(|r| r.into_inner().tokens.expect("tokens"))
-}
-
-async fn validate(client: &mut Client, token: &str) -> Result<pb::Claims, tonic::Status> {
-    client
-        .validate(pb::ValidateRequest {
-            access_token: token.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().claims.expect("claims"))
-}
-
-async fn issue(client: &mut Client, subject: &str) -> pb::TokenPair {
-    client
-        .issue(issue_request("acme", subject))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_started_together_accept_each_others_tokens() {
     let replicas = replicas(3).await;
     // Within one state-sync interval every replica knows every key.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for (i, issuer) in replicas.iter().enumerate() {
-        let pair = issue(&mut issuer.client(), &format!("user-{i}")).await;
+        let pair = issue_with(&mut issuer.client(), "acme", &format!("user-{i}")).await;
         for validator in &replicas {
-            validate(&mut validator.client(), &pair.access_token)
+            validate_with(&mut validator.client(), &pair.access_token)
                 .await
                 .unwrap_or_else(|e| panic!("token of replica {i} rejected: {e:?}"));
         }
@@ -65,11 +35,11 @@ async fn replicas_started_together_accept_each_others_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refresh_across_replicas_behaves_as_on_one() {
     let replicas = replicas(3).await;
-    let first = issue(&mut replicas[0].client(), "alice").await;
+    let first = issue_with(&mut replicas[0].client(), "acme", "alice").await;
     let results = join_all((0..30).map(|i| {
         let mut client = replicas[i % replicas.len()].client();
         let token = first.refresh_token.clone();
-        async move { refresh(&mut client, &token).await }
+        async move { refresh_with(&mut client, &token).await }
     }))
     .await;
     let pairs: Vec<_> = results
@@ -98,12 +68,12 @@ async fn concurrent_refresh_across_replicas_behaves_as_on_one() {
     // After the grace window, the old token on another replica is a replay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_error(
-        refresh(&mut replicas[1].client(), &first.refresh_token).await,
+        refresh_with(&mut replicas[1].client(), &first.refresh_token).await,
         Code::Unauthenticated,
         "TOKEN_REUSED",
     );
     assert_error(
-        refresh(&mut replicas[2].client(), &pairs[0].refresh_token).await,
+        refresh_with(&mut replicas[2].client(), &pairs[0].refresh_token).await,
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );
@@ -115,9 +85,9 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut worst = Duration::ZERO;
     for round in 0..5 {
-        let pair = issue(&mut replicas[0].client(), &format!("bob-{round}")).await;
+        let pair = issue_with(&mut replicas[0].client(), "acme", &format!("bob-{round}")).await;
         for other in &replicas[1..] {
-            validate(&mut other.client(), &pair.access_token)
+            validate_with(&mut other.client(), &pair.access_token)
                 .await
                 .unwrap();
         }
@@ -134,7 +104,7 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
         for other in &replicas[1..] {
             let mut client = other.client();
             loop {
-                match validate(&mut client, &pair.access_token).await {
+                match validate_with(&mut client, &pair.access_token).await {
                     Ok(_) => {
                         assert!(
                             revoked_at.elapsed() < Duration::from_secs(5),
