@@ -12,6 +12,9 @@ use token_authority::domain::signing_keys::{generate_ed25519, KeyRing};
 
 const VALIDATE_STREAMS: usize = 64;
 const REFRESH_SESSIONS: usize = 32;
+/// Sessions issued before measuring storage, so that per-session sizes are
+/// not dominated by the first pages of empty tables and indexes.
+const GROWTH_SESSIONS: u64 = 2000;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -37,6 +40,7 @@ pub struct ValidateReport {
 #[derive(Debug, Serialize)]
 pub struct DatabaseReport {
     pub backend: String,
+    pub issue: Stats,
     pub raw_update: Stats,
     pub refresh: Stats,
     /// Refresh req/s ÷ raw conditional UPDATE/s (target ≥ 0.5).
@@ -45,7 +49,9 @@ pub struct DatabaseReport {
     pub sessions_after: u64,
     pub refreshes: u64,
     pub session_table_bytes: Option<u64>,
-    pub bytes_per_session: Option<f64>,
+    pub table_bytes_per_session: Option<f64>,
+    pub database_bytes: Option<u64>,
+    pub database_bytes_per_session: Option<f64>,
 }
 
 pub async fn run(budget: Budget, database_url: Option<&str>) -> Result<Report, BoxError> {
@@ -108,6 +114,12 @@ async fn database_report(target: &Target, budget: Budget) -> Result<DatabaseRepo
         .store()
         .clone();
     let backend = format!("{:?}", store.backend()).to_lowercase();
+    let issue = load::run(
+        &format!("issue ({backend})"),
+        Budget::Requests(GROWTH_SESSIONS),
+        target.issue_steps(REFRESH_SESSIONS),
+    )
+    .await;
     let raw_update = load::run(
         &format!("raw conditional UPDATE ({backend})"),
         budget,
@@ -119,11 +131,16 @@ async fn database_report(target: &Target, budget: Budget) -> Result<DatabaseRepo
     let refresh = load::run(&format!("refresh ({backend})"), budget, steps).await;
     let sessions_after = store.session_rows().await?;
     let session_table_bytes = store.sessions_table_bytes().await?;
+    let database_bytes = store.database_bytes().await?;
+    let per_session = |bytes: Option<u64>| bytes.map(|b| b as f64 / sessions_after.max(1) as f64);
     Ok(DatabaseReport {
         backend,
         refresh_vs_raw_update: refresh.per_second / raw_update.per_second,
         refreshes: refresh.requests,
-        bytes_per_session: session_table_bytes.map(|b| b as f64 / sessions_after.max(1) as f64),
+        table_bytes_per_session: per_session(session_table_bytes),
+        database_bytes_per_session: per_session(database_bytes),
+        database_bytes,
+        issue,
         raw_update,
         refresh,
         sessions_before,
@@ -192,6 +209,7 @@ fn print(r: &Report) {
         v.mixed.clone(),
     ];
     for d in &r.databases {
+        rows.push(d.issue.clone());
         rows.push(d.raw_update.clone());
         rows.push(d.refresh.clone());
     }
@@ -238,9 +256,15 @@ fn print(r: &Report) {
             added,
             verdict(added == 0)
         );
-        if let Some(b) = d.bytes_per_session {
+        if let Some(b) = d.table_bytes_per_session {
             println!(
-                "| Session table bytes per session ({}, {} rows) | {:.0} | | |",
+                "| Session table + index bytes per session ({}, {} rows) | {:.0} | | |",
+                d.backend, d.sessions_after, b
+            );
+        }
+        if let Some(b) = d.database_bytes_per_session {
+            println!(
+                "| Database bytes per session, audit included ({}, {} rows) | {:.0} | | |",
                 d.backend, d.sessions_after, b
             );
         }

@@ -39,8 +39,8 @@ pub struct AccessClaims {
 /// current key. Verified by `verify`, i.e. by jsonwebtoken.
 pub fn sign(keys: &KeyRing, claims: &AccessClaims) -> Result<String> {
     let key = keys.signing();
-    let payload = serde_json::to_vec(claims)
-        .map_err(|e| Error::Internal(format!("encoding claims: {e}")))?;
+    let payload =
+        serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("encoding claims: {e}")))?;
     let mut token = String::with_capacity(key.encoded_header.len() + payload.len() * 4 / 3 + 100);
     token.push_str(&key.encoded_header);
     token.push('.');

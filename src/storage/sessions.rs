@@ -248,6 +248,26 @@ impl Store {
         }
     }
 
+    /// Bytes of the whole database (SQLite: the main file's pages; PostgreSQL:
+    /// `pg_database_size`), audit events and free pages included.
+    pub async fn database_bytes(&self) -> StoreResult<Option<u64>> {
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT pg_database_size(current_database())::BIGINT AS bytes",
+            Backend::Sqlite => {
+                "SELECT page_count * page_size AS bytes \
+                 FROM pragma_page_count(), pragma_page_size()"
+            }
+        };
+        let statement = Statement::from_string(self.conn().get_database_backend(), sql);
+        Ok(self
+            .conn()
+            .query_one_raw(statement)
+            .await?
+            .map(|row| row.try_get::<i64>("", "bytes"))
+            .transpose()?
+            .and_then(|b| u64::try_from(b).ok()))
+    }
+
     /// Sessions revoked at or after `since`, with when they were revoked.
     pub async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
         Ok(session::Entity::find()
