@@ -99,6 +99,10 @@ impl Purger {
             });
         };
         let cutoffs = self.policy.cutoffs(self.clock.now_millis());
+        for kind in PurgeKind::ALL {
+            let waiting = self.store.purge_backlog(kind, &cutoffs).await?;
+            self.metrics.purge_backlog(kind, waiting);
+        }
         let mut report = PurgeReport::default();
         for kind in PurgeKind::ALL {
             let mut total = 0;
@@ -126,21 +130,12 @@ impl Purger {
         lock.release().await?;
         report.duration = started.elapsed();
         self.metrics.purge_finished(report.duration.as_secs_f64());
-        self.record_gauges().await?;
+        let live = self
+            .store
+            .live_session_count(self.clock.now_millis())
+            .await?;
+        self.metrics.sessions_active(live);
         Ok(report)
-    }
-
-    /// Backlog (rows purgeable right now) and active sessions.
-    async fn record_gauges(&self) -> StoreResult<()> {
-        let now = self.clock.now_millis();
-        let cutoffs = self.policy.cutoffs(now);
-        for kind in PurgeKind::ALL {
-            let backlog = self.store.purge_backlog(kind, &cutoffs).await?;
-            self.metrics.purge_backlog(kind, backlog);
-        }
-        self.metrics
-            .sessions_active(self.store.live_session_count(now).await?);
-        Ok(())
     }
 
     /// Purges every `every` until `stop` changes. Failures are logged and

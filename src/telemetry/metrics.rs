@@ -27,7 +27,7 @@ impl Metrics {
                 .build(),
             purge_backlog: meter
                 .u64_gauge("token_authority.purge.backlog")
-                .with_description("Rows already purgeable, measured after a purge run")
+                .with_description("Rows purgeable when a purge run starts")
                 .with_unit("{row}")
                 .build(),
             sessions_active: meter
