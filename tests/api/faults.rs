@@ -81,11 +81,7 @@ async fn database_outage_fails_writes_fast_keeps_validating_and_recovers() {
             Err(status) => panic!("did not recover: {status:?}\n{}", replica.log()),
         }
     };
-    client
-        .validate(pb::ValidateRequest {
-            access_token: next.access_token,
-            ..Default::default()
-        })
+    validate_with(&mut client, &next.access_token)
         .await
         .unwrap();
     client.issue(issue_request("acme", "bob")).await.unwrap();
@@ -194,11 +190,7 @@ async fn kill_9_under_refresh_load_loses_no_rotation() {
         let next = refresh_with(&mut client, &last.refresh_token)
             .await
             .unwrap_or_else(|e| panic!("{}: {e:?}", claims.subject));
-        client
-            .validate(pb::ValidateRequest {
-                access_token: next.access_token,
-                ..Default::default()
-            })
+        validate_with(&mut client, &next.access_token)
             .await
             .unwrap();
     }
