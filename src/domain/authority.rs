@@ -51,6 +51,12 @@ impl From<&TokenConfig> for Settings {
     }
 }
 
+/// How long past `revoked_at + access_ttl` a revocation is still enforced.
+/// `revoked_at` is read when the Revoke starts, and a refresh that queued
+/// behind it may mint an access token a little later (up to the request
+/// deadline), possibly on a replica whose clock differs: cover both widely.
+pub const REVOCATION_MARGIN: Millis = 60_000;
+
 /// How far back each incremental revocation sync looks, past the previous
 /// sync. A revocation is stamped before it commits, so it may become visible
 /// a little after its timestamp: this covers the request deadline plus
@@ -117,9 +123,10 @@ impl Authority {
     pub async fn sync_from_store(&self) -> Result<()> {
         let now = self.clock.now_millis();
         let previous = *self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        let window = self.settings.access_ttl + REVOCATION_MARGIN;
         let since = match previous {
-            Some(at) => (at - SYNC_LOOKBACK).max(now - self.settings.access_ttl),
-            None => now - self.settings.access_ttl,
+            Some(at) => (at - SYNC_LOOKBACK).max(now - window),
+            None => now - window,
         };
         for (id, revoked_at) in self.store.revoked_since(since).await? {
             if let Ok(id) = Uuid::try_parse(&id) {
@@ -406,7 +413,8 @@ impl Authority {
 
     fn mark_revoked(&self, session_id: &str, now: Millis) {
         if let Ok(id) = Uuid::try_parse(session_id) {
-            self.revoked.insert(id, now + self.settings.access_ttl);
+            self.revoked
+                .insert(id, now + self.settings.access_ttl + REVOCATION_MARGIN);
         }
     }
 

@@ -10,5 +10,5 @@ pub mod revocations;
 pub mod signing_keys;
 mod verified_tokens;
 
-pub use authority::{Authority, Settings};
+pub use authority::{Authority, Settings, REVOCATION_MARGIN};
 pub use error::{Error, ErrorKind, Result};

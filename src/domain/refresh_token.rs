@@ -29,12 +29,21 @@ pub const TOKEN_LEN: usize = PREFIX.len() + (RAW_LEN * 4).div_ceil(3);
 /// SHA-256 of a token: what the database keeps instead of the token.
 pub type TokenDigest = [u8; 32];
 
-/// A refresh token whose MAC checked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A refresh token whose MAC checked out. `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     pub session_id: Uuid,
     pub generation: u64,
     encoded: String,
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshToken")
+            .field("session_id", &self.session_id)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RefreshToken {

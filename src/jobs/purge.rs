@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::clock::{duration_millis, SharedClock};
 use crate::config::PurgeConfig;
+use crate::domain::REVOCATION_MARGIN;
 use crate::storage::purge::{PurgeCutoffs, PurgeKind};
 use crate::storage::{Store, StoreResult};
 use crate::telemetry::Metrics;
@@ -28,7 +29,9 @@ impl PurgePolicy {
         Self {
             batch_size: config.batch_size,
             batch_pause: config.batch_pause,
-            revoked_retention: duration_millis(config.revoked_retention).max(access_ttl),
+            // A restarted replica rebuilds its revoked set from these rows.
+            revoked_retention: duration_millis(config.revoked_retention)
+                .max(access_ttl + REVOCATION_MARGIN),
             audit_retention: duration_millis(config.audit_retention),
             access_ttl,
         }

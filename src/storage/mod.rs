@@ -43,21 +43,28 @@ fn runtime_unavailable(e: &RuntimeErr) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL: class 08 connection exception, 57P0x shutdown or
-            // cannot connect now, 57014 statement timeout, 53xxx insufficient
-            // resources, 40001/40P01 serialization failure or deadlock.
-            // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED (and extended codes).
-            code.starts_with("08")
-                || code.starts_with("57P0")
-                || code.starts_with("53")
-                || code == "57014"
-                || code == "40001"
-                || code == "40P01"
-                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
-        }),
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Primary result code (low byte of an extended one):
+                // 5 BUSY, 6 LOCKED, 10 IOERR, 14 CANTOPEN.
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
+            } else {
+                // PostgreSQL SQLSTATE: class 08 connection exception, 57P0x
+                // shutdown / cannot connect now, 57014 statement timeout, 53
+                // insufficient resources, 40001/40P01 serialization failure
+                // or deadlock, 25006 read-only transaction (after a
+                // failover), 55P03 lock not available.
+                code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code.starts_with("53")
+                    || matches!(&*code, "57014" | "40001" | "40P01" | "25006" | "55P03")
+            }
+        }
         _ => false,
     }
 }

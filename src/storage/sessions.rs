@@ -164,7 +164,10 @@ impl Store {
         })))
     }
 
-    /// Revokes every unrevoked, unexpired session of a subject. Returns their ids.
+    /// Revokes every unrevoked, unexpired session of a subject. Returns the
+    /// ids this call revoked (not those another request revoked meanwhile).
+    /// Works in chunks so that no statement exceeds the backends' limits on
+    /// bound parameters, however many sessions the subject has.
     pub async fn revoke_subject(
         &self,
         tenant_id: &str,
@@ -172,34 +175,36 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> StoreResult<Vec<String>> {
+        const CHUNK: usize = 500;
         let tx = self.conn().begin().await?;
-        let ids: Vec<String> = live_sessions_of(tenant_id, subject, now)
+        let candidates: Vec<String> = live_sessions_of(tenant_id, subject, now)
             .select_only()
             .column(Column::Id)
             .into_tuple()
             .all(&tx)
             .await?;
-        if ids.is_empty() {
-            return Ok(ids);
+        let mut revoked = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(CHUNK) {
+            let rows = session::Entity::update_many()
+                .col_expr(Column::RevokedAt, Expr::value(now))
+                .col_expr(Column::RevokeReason, Expr::value(reason))
+                .filter(Column::Id.is_in(chunk.iter().cloned()))
+                .filter(Column::RevokedAt.is_null())
+                .exec_with_returning(&tx)
+                .await?;
+            let events = rows.iter().map(|row| AuditEvent {
+                at: now,
+                kind: AuditKind::Revoked,
+                tenant_id,
+                subject,
+                session_id: Some(&row.id),
+                detail: Some(reason.to_owned()),
+            });
+            audit::record_all(&tx, events).await?;
+            revoked.extend(rows.into_iter().map(|row| row.id));
         }
-        session::Entity::update_many()
-            .col_expr(Column::RevokedAt, Expr::value(now))
-            .col_expr(Column::RevokeReason, Expr::value(reason))
-            .filter(Column::Id.is_in(ids.iter().cloned()))
-            .filter(Column::RevokedAt.is_null())
-            .exec(&tx)
-            .await?;
-        let events = ids.iter().map(|id| AuditEvent {
-            at: now,
-            kind: AuditKind::Revoked,
-            tenant_id,
-            subject,
-            session_id: Some(id),
-            detail: Some(reason.to_owned()),
-        });
-        audit::record_all(&tx, events).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(revoked)
     }
 
     /// Live sessions of a subject in id (= creation) order, after `after`.

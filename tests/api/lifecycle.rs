@@ -293,7 +293,42 @@ async fn every_rotation_is_audited_once(backend: Backend) {
         .all(|e| e.tenant_id == "acme" && e.subject == "gina"));
 }
 
+async fn log_out_everywhere_handles_many_sessions(backend: Backend) {
+    const SESSIONS: usize = 1100;
+    let server = TestServer::start(backend).await;
+    let issued: Vec<_> = futures::future::join_all((0..SESSIONS).map(|_| {
+        let mut client = server.client();
+        async move { issue_with(&mut client, "acme", "many").await }
+    }))
+    .await;
+    let request = pb::RevokeRequest {
+        tenant_id: "acme".into(),
+        target: Some(Target::AllSessions(pb::SubjectSessions {
+            subject: "many".into(),
+        })),
+        reason: "everywhere".into(),
+    };
+    let revoked = server
+        .client()
+        .revoke(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.revoked_sessions as usize, SESSIONS);
+    assert!(server.list("acme", "many").await.is_empty());
+    for pair in [&issued[0], &issued[SESSIONS / 2], &issued[SESSIONS - 1]] {
+        assert_error(
+            server.validate(&pair.access_token).await,
+            Code::Unauthenticated,
+            "SESSION_REVOKED",
+        );
+    }
+    let again = server.client().revoke(request).await.unwrap().into_inner();
+    assert_eq!(again.revoked_sessions, 0);
+}
+
 crate::on_both_backends!(
+    log_out_everywhere_handles_many_sessions,
     every_rotation_is_audited_once,
     issue_validate_refresh_list_revoke,
     revoke_by_refresh_token_and_all_sessions_of_a_subject,
