@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use token_authority::clock::{Clock, SystemClock};
-use token_authority::config::{DatabaseConfig, TokenConfig};
+use token_authority::config::Config;
 use token_authority::domain::access_token::{self, AccessClaims};
+use token_authority::domain::caller::Caller;
+use token_authority::domain::keys::{ephemeral, KeyAlgorithm};
 use token_authority::domain::model::{IssueRequest, ValidateRequest};
 use token_authority::domain::refresh_token::RefreshTokenCodec;
-use token_authority::domain::signing_keys::{generate_ed25519, KeyRing};
 use token_authority::domain::{Authority, Settings};
 use token_authority::storage::Store;
 
@@ -34,17 +35,19 @@ fn claims(now: i64) -> AccessClaims {
 
 fn access_tokens(c: &mut Criterion) {
     let now = SystemClock.now_millis();
-    let ring = KeyRing::from_stored(&[generate_ed25519(now).unwrap()])
-        .unwrap()
-        .unwrap();
     let claims = claims(now);
-    let token = access_token::sign(&ring, &claims).unwrap();
-    c.bench_function("access_token/sign", |b| {
-        b.iter(|| access_token::sign(&ring, black_box(&claims)).unwrap())
-    });
-    c.bench_function("access_token/verify", |b| {
-        b.iter(|| access_token::verify(&ring, "token-authority", black_box(&token), now).unwrap())
-    });
+    for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
+        let (signer, verifying) = ephemeral(algorithm).unwrap();
+        let token = access_token::sign(&signer, &claims).unwrap();
+        c.bench_function(&format!("access_token/sign/{algorithm}"), |b| {
+            b.iter(|| access_token::sign(&signer, black_box(&claims)).unwrap())
+        });
+        c.bench_function(&format!("access_token/verify/{algorithm}"), |b| {
+            b.iter(|| {
+                access_token::verify(&verifying, "token-authority", black_box(&token), now).unwrap()
+            })
+        });
+    }
 }
 
 fn refresh_tokens(c: &mut Criterion) {
@@ -73,28 +76,27 @@ fn refresh_tokens(c: &mut Criterion) {
 fn authority(cache: usize) -> (Arc<Authority>, String, tempfile::TempDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseConfig {
-        url: format!("sqlite://{}/bench.db", dir.path().display()),
-        ..Default::default()
-    };
+    let mut config = Config::default();
+    config.database.url = format!("sqlite://{}/bench.db", dir.path().display());
+    config.keys.kek_file = Some(dir.path().join("kek"));
+    config.tokens.verified_token_cache = cache;
     let (authority, token) = runtime.block_on(async {
-        let store = Store::connect(&database).await.unwrap();
+        let store = Store::connect(&config.database).await.unwrap();
         store.migrate().await.unwrap();
-        let settings = Settings {
-            verified_token_cache: cache,
-            ..Settings::from(&TokenConfig::default())
-        };
-        let authority = Authority::start(store, Arc::new(SystemClock), settings)
+        let authority = Authority::start(store, Arc::new(SystemClock), Settings::from(&config))
             .await
             .unwrap();
         let pair = authority
-            .issue(IssueRequest {
-                tenant_id: "acme".into(),
-                subject: "alice".into(),
-                audience: "api".into(),
-                scopes: vec!["read".into()],
-                ..Default::default()
-            })
+            .issue(
+                &Caller::anonymous(),
+                IssueRequest {
+                    tenant_id: "acme".into(),
+                    subject: "alice".into(),
+                    audience: "api".into(),
+                    scopes: vec!["read".into()],
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         (authority, pair.access_token)
@@ -110,8 +112,9 @@ fn validate(c: &mut Criterion) {
             expected_audience: "api".into(),
             expected_tenant_id: "acme".into(),
         };
+        let caller = Caller::anonymous();
         c.bench_function(name, |b| {
-            b.iter(|| authority.validate(black_box(&request)).unwrap())
+            b.iter(|| authority.validate(&caller, black_box(&request)).unwrap())
         });
     }
 }

@@ -87,16 +87,21 @@ async fn main() {
 }
 
 async fn run(name: &str, url: &str, backlog: u64, concurrency: usize, phase: Duration) {
+    let kek_dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.database.url = url.to_owned();
     config.purge.enabled = false;
+    config.keys.kek_file = Some(kek_dir.path().join("kek"));
+    // Throughput, not policy, is measured here.
+    config.limits.refresh_per_session = None;
+    config.limits.caller_rate = None;
     let clock = Arc::new(ManualClock::starting_now());
     let app = App::build(config, clock.clone()).await.unwrap();
     let purger = app.purger.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(app.serve(listener, None, async {
         let _ = stopped.await;
     }));
     seed_expired(url, backlog, clock.now_millis()).await;

@@ -1,19 +1,27 @@
-//! Wires configuration, storage, the domain, background jobs and the gRPC
-//! server together. Used by the CLI and by the integration tests.
+//! Wires configuration, storage, the domain, background jobs and the
+//! servers together. Used by the CLI and by the integration tests.
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::PolicyError;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::{self, Authority, Settings};
 use crate::jobs;
+use crate::jobs::audit_writer::{AuditQueue, AuditReceiver};
 use crate::jobs::purge::{PurgePolicy, Purger};
 use crate::storage::{Store, StoreError};
 use crate::telemetry::{Telemetry, TelemetryError};
-use crate::transport::{self, ServeError};
+use crate::transport::access_layer::AccessControl;
+use crate::transport::http::{self, HttpSettings};
+use crate::transport::{self, GrpcServer, ServeError};
+
+/// How often each replica checks whether a scheduled key rotation is due.
+const KEY_ROTATION_CHECK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -25,6 +33,12 @@ pub enum AppError {
     Serve(#[from] ServeError),
     #[error("telemetry: {0}")]
     Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("HTTP listener: {0}")]
+    Http(#[from] std::io::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::sidecar::UpstreamError),
 }
 
 impl AppError {
@@ -41,12 +55,15 @@ impl AppError {
 pub struct App {
     pub authority: Arc<Authority>,
     pub purger: Arc<Purger>,
+    pub audit: AuditQueue,
+    audit_events: AuditReceiver,
+    access: Arc<AccessControl>,
     telemetry: Telemetry,
     config: Config,
 }
 
 impl App {
-    /// Connects to the database, migrates it and loads keys and secrets.
+    /// Connects to the database, migrates it, and loads keys and secrets.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Self, AppError> {
         let telemetry = Telemetry::new(&config.telemetry)?;
         let store = Store::connect(&config.database).await?;
@@ -57,10 +74,15 @@ impl App {
             PurgePolicy::new(&config.purge, config.tokens.access_ttl),
             telemetry.metrics.clone(),
         );
-        let authority = Authority::start(store, clock, Settings::from(&config.tokens)).await?;
+        let authority = Authority::start(store, clock.clone(), Settings::from(&config)).await?;
+        let (audit, audit_events) = AuditQueue::new();
+        let access = AccessControl::new(&config, Some(audit.clone()), clock)?;
         Ok(Self {
             authority: Arc::new(authority),
             purger: Arc::new(purger),
+            audit,
+            audit_events,
+            access: Arc::new(access),
             telemetry,
             config,
         })
@@ -71,39 +93,99 @@ impl App {
         self.telemetry.shutdown().await;
     }
 
-    /// Runs the gRPC server and background jobs until `shutdown` completes.
+    /// Runs the gRPC server (and the HTTP listener, if given) and the
+    /// background jobs until `shutdown` completes.
     pub async fn serve(
         self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
+        http_listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let (stop_jobs, stopped) = watch::channel(false);
-        let sync = tokio::spawn(jobs::state_sync::run(
-            self.authority.clone(),
-            self.config.state_sync_interval,
-            stopped,
-        ));
-        let purge = self.config.purge.enabled.then(|| {
+        let mut jobs = vec![
+            tokio::spawn(jobs::state_sync::run(
+                self.authority.clone(),
+                self.config.state_sync_interval,
+                stopped.clone(),
+            )),
+            tokio::spawn(jobs::key_rotation::run(
+                self.authority.clone(),
+                KEY_ROTATION_CHECK,
+                stopped.clone(),
+            )),
+            tokio::spawn(jobs::audit_writer::run(
+                self.authority.store().clone(),
+                self.audit_events,
+                stopped.clone(),
+            )),
+        ];
+        if self.config.purge.enabled {
             let purger = self.purger.clone();
             let every = self.config.purge.interval;
-            let stopped = stop_jobs.subscribe();
-            tokio::spawn(async move { purger.run(every, stopped).await })
+            let stopped = stopped.clone();
+            jobs.push(tokio::spawn(
+                async move { purger.run(every, stopped).await },
+            ));
+        }
+        let (stop_servers, servers_stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_servers.send(true);
         });
-        let served = transport::serve(
+        let http = http_listener
+            .map(|listener| {
+                let public_url = self
+                    .config
+                    .http
+                    .public_url
+                    .clone()
+                    .map_or_else(|| listener.local_addr().map(|a| format!("http://{a}")), Ok)?;
+                let settings = HttpSettings {
+                    issuer: self.config.tokens.issuer.clone(),
+                    public_url,
+                    jwks_max_age: self.config.http.jwks_max_age,
+                };
+                let health: http::HealthProbe =
+                    Arc::new(|| (true, serde_json::json!({ "status": "serving" })));
+                Ok::<_, std::io::Error>(tokio::spawn(http::serve(
+                    self.authority.clone(),
+                    settings,
+                    health,
+                    listener,
+                    stopped_signal(servers_stopped.clone()),
+                )))
+            })
+            .transpose()?;
+        let server = GrpcServer {
+            telemetry: &self.telemetry,
+            access: self.access.clone(),
+            tls: transport::tls_config(&self.config.tls)?,
+            request_timeout: self.config.request_timeout,
+        };
+        let served = transport::serve_authority(
             self.authority.clone(),
-            &self.telemetry,
-            self.config.request_timeout,
+            &self.config,
+            server,
             listener,
-            shutdown,
+            stopped_signal(servers_stopped),
         )
         .await;
+        let http_served = match http {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        };
         let _ = stop_jobs.send(true);
-        let _ = sync.await;
-        if let Some(purge) = purge {
-            let _ = purge.await;
+        for job in jobs {
+            let _ = job.await;
         }
         self.telemetry.shutdown().await;
         served?;
+        http_served?;
         Ok(())
     }
+}
+
+/// Completes once the flag turns true (or its sender is gone).
+pub async fn stopped_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }

@@ -8,11 +8,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::access::new_bearer_key;
 use crate::app::App;
-use crate::clock::SystemClock;
+use crate::clock::{duration_millis, SystemClock};
 use crate::config::Config;
+use crate::domain::caller::Caller;
+use crate::domain::keys::KeyAlgorithm;
+use crate::domain::KeyInfo;
+use crate::sidecar::{Sidecar, Upstream};
 use crate::storage::Store;
-use crate::telemetry;
+use crate::telemetry::{self, Telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "token-authority", version, about = "gRPC token authority")]
@@ -35,6 +40,38 @@ pub enum Command {
         /// Listen address, overriding the configuration (default 127.0.0.1:50051).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// HTTP listener for /.well-known/jwks.json, overriding http.listen.
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// Allow a non-loopback listen address without authentication.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Run a local validation sidecar that follows an authority: serves
+    /// Validate, Envoy's Check and GetJwks with no call upstream per request.
+    Sidecar {
+        /// The authority, e.g. http://10.0.0.5:50051 (overrides sidecar.upstream).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Listen address (default sidecar.listen, 127.0.0.1:50061).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// HTTP listener for JWKS and /healthz, overriding http.listen.
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// Allow a non-loopback listen address without authentication.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Signing keys: rotate or list (works on the database directly).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Caller credentials.
+    Callers {
+        #[command(subcommand)]
+        command: CallersCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -44,6 +81,29 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key: published now, signing after --activate-in
+    /// (default keys.publish_ahead); the current key retires then.
+    Rotate {
+        /// EdDSA or ES256 (default: keys.algorithm).
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// Delay before the new key signs, e.g. 10m; 0s signs at once.
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        activate_in: Option<Duration>,
+    },
+    /// Show every key with its status and how long it verifies.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallersCommand {
+    /// Print a new random bearer key, and the SHA-256 to put in
+    /// `[[auth.callers]] key_sha256`. The key itself is shown only here.
+    NewKey,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -63,21 +123,168 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Purge { once } => purge(config, once).await,
-        Command::Serve { listen } => {
+        Command::Keys { command } => keys(config, command).await,
+        Command::Sidecar {
+            upstream,
+            listen,
+            http_listen,
+            insecure,
+        } => {
+            if upstream.is_some() {
+                config.sidecar.upstream = upstream;
+            }
+            if let Some(listen) = listen {
+                config.sidecar.listen = listen;
+            }
+            if http_listen.is_some() {
+                config.http.listen = http_listen;
+            }
+            sidecar(config, insecure).await
+        }
+        Command::Callers {
+            command: CallersCommand::NewKey,
+        } => {
+            let (key, digest) =
+                new_bearer_key().map_err(|_| anyhow::anyhow!("random number generator failed"))?;
+            println!("bearer key (give it to the calling service; it is not stored anywhere):");
+            println!("  {key}");
+            println!("for the configuration:");
+            println!("  key_sha256 = [\"{}\"]", digest.to_hex());
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            http_listen,
+            insecure,
+        } => {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
+            if http_listen.is_some() {
+                config.http.listen = http_listen;
+            }
             let listen = config.listen;
-            let app = build_with_retry(config).await?;
+            config.check_exposure(listen, insecure)?;
+            if !config.has_authentication() {
+                tracing::warn!("no callers configured: every local process may call every RPC; configure [[auth.callers]] before exposing this server");
+            }
+            let app = build_with_retry(config.clone()).await?;
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "serving gRPC");
-            app.serve(listener, shutdown_signal()).await?;
+            let http = match config.http.listen {
+                Some(addr) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding {addr}"))?,
+                ),
+                None => None,
+            };
+            tracing::info!(address = %listener.local_addr()?, tls = config.tls.is_enabled(), "serving gRPC");
+            if let Some(http) = &http {
+                tracing::info!(address = %http.local_addr()?, "serving HTTP (JWKS, discovery, health)");
+            }
+            app.serve(listener, http, shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
         }
     }
+}
+
+async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
+    let listen = config.sidecar.listen;
+    config.check_exposure(listen, insecure)?;
+    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat)?;
+    let telemetry = Telemetry::new(&config.telemetry)?;
+    let sidecar = Arc::new(Sidecar::new(
+        config.tokens.issuer.clone(),
+        config.tokens.verified_token_cache,
+        config.sidecar.max_staleness,
+        Arc::new(SystemClock),
+    ));
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let http = match config.http.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
+    let served = crate::sidecar::serve(
+        sidecar,
+        upstream,
+        &config,
+        &telemetry,
+        listener,
+        http,
+        shutdown_signal(),
+    )
+    .await;
+    telemetry.shutdown().await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let operator = Caller {
+        name: Arc::from(format!("cli:{}", whoami())),
+        ..Caller::anonymous()
+    };
+    match command {
+        KeysCommand::Rotate {
+            algorithm,
+            activate_in,
+        } => {
+            let algorithm = algorithm
+                .map(|a| {
+                    KeyAlgorithm::parse(&a)
+                        .ok_or_else(|| anyhow::anyhow!("--algorithm must be EdDSA or ES256"))
+                })
+                .transpose()?;
+            let key = app
+                .authority
+                .rotate_signing_key(&operator, algorithm, activate_in.map(duration_millis))
+                .await?;
+            print_keys(&[key]);
+        }
+        KeysCommand::List => print_keys(&app.authority.list_signing_keys().await?),
+    }
+    app.shutdown().await;
+    Ok(())
+}
+
+fn print_keys(keys: &[KeyInfo]) {
+    let time = |ms: i64| {
+        std::time::UNIX_EPOCH
+            .checked_add(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+            .map(|t| humantime_serde::re::humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "{:<18} {:<6} {:<8} {:<21} {:<21} {:<21}",
+        "kid", "alg", "status", "signs from", "retired at", "verifies until"
+    );
+    for k in keys {
+        println!(
+            "{:<18} {:<6} {:<8} {:<21} {:<21} {:<21}",
+            k.kid,
+            k.algorithm,
+            k.status.as_str(),
+            time(k.activates_at),
+            k.retired_at.map(time).unwrap_or_else(|| "-".into()),
+            k.verifies_until.map(time).unwrap_or_else(|| "-".into()),
+        );
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 
 async fn purge(config: Config, once: bool) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use crate::load::{self, Budget, Stats};
 use crate::server::{BoxError, Target};
 use token_authority::clock::{Clock, SystemClock};
 use token_authority::domain::access_token::{self, AccessClaims};
-use token_authority::domain::signing_keys::{generate_ed25519, KeyRing};
+use token_authority::domain::keys::{ephemeral, KeyAlgorithm};
 
 const VALIDATE_STREAMS: usize = 64;
 const REFRESH_SESSIONS: usize = 32;
@@ -152,7 +152,7 @@ async fn database_report(target: &Target, budget: Budget) -> Result<DatabaseRepo
 /// JWT (EdDSA) verifications per second on one thread: the crypto floor of Validate.
 fn verify_per_core(seconds: Duration) -> Result<f64, BoxError> {
     let now = SystemClock.now_millis();
-    let ring = KeyRing::from_stored(&[generate_ed25519(now)?])?.ok_or("no key")?;
+    let (signer, verifying) = ephemeral(KeyAlgorithm::EdDsa)?;
     let claims = AccessClaims {
         iss: "token-authority".into(),
         sub: "alice".into(),
@@ -166,12 +166,12 @@ fn verify_per_core(seconds: Duration) -> Result<f64, BoxError> {
         scope: "read write".into(),
         extra: Default::default(),
     };
-    let token = access_token::sign(&ring, &claims)?;
+    let token = access_token::sign(&signer, &claims)?;
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < seconds {
         for _ in 0..100 {
-            access_token::verify(&ring, "token-authority", &token, now)?;
+            access_token::verify(&verifying, "token-authority", &token, now)?;
         }
         n += 100;
     }

@@ -47,6 +47,10 @@ impl Target {
         };
         config.purge.enabled = false;
         config.log.filter = "warn".into();
+        config.keys.kek_file = Some(dir.path().join("kek"));
+        // Throughput, not policy, is measured here.
+        config.limits.refresh_per_session = None;
+        config.limits.caller_rate = None;
         let app = App::build(config, Arc::new(SystemClock)).await?;
         let authority = app.authority.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -54,7 +58,7 @@ impl Target {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app
-                .serve(listener, async {
+                .serve(listener, None, async {
                     let _ = rx.await;
                 })
                 .await;

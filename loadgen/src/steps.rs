@@ -171,6 +171,7 @@ impl Step for RawRotate {
         next[1] = (self.generation % 251) as u8;
         let rotation = Rotation {
             session_id: &self.session_id,
+            tenants: None,
             from_generation: self.generation,
             from_digest: &self.digest,
             to_digest: &next,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
-use super::signing_keys::KeyRing;
+use super::keys::{SigningKey, VerifyingKeys};
 use crate::clock::Millis;
 
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -35,19 +35,18 @@ pub struct AccessClaims {
     pub extra: Map<String, Value>,
 }
 
-/// Signs a compact JWS (`header.payload.signature`, RFC 7515) with the
-/// current key. Verified by `verify`, i.e. by jsonwebtoken.
-pub fn sign(keys: &KeyRing, claims: &AccessClaims) -> Result<String> {
-    let key = keys.signing();
+/// Signs a compact JWS (`header.payload.signature`, RFC 7515). Verified by
+/// `verify`, i.e. by jsonwebtoken.
+pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
     let payload =
         serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("encoding claims: {e}")))?;
     let mut token = String::with_capacity(key.encoded_header.len() + payload.len() * 4 / 3 + 100);
     token.push_str(&key.encoded_header);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature = key.pair.sign(token.as_bytes());
+    let signature = key.sign(token.as_bytes())?;
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
     Ok(token)
 }
 
@@ -59,13 +58,13 @@ pub struct Verified {
 
 /// Checks signature, type, issuer and lifetime. Audience, tenant and
 /// revocation are the caller's to check.
-pub fn verify(keys: &KeyRing, issuer: &str, token: &str, now: Millis) -> Result<Verified> {
+pub fn verify(keys: &VerifyingKeys, issuer: &str, token: &str, now: Millis) -> Result<Verified> {
     let header = decode_header(token).map_err(|_| Error::TokenInvalid)?;
     if header.typ.as_deref() != Some(TOKEN_TYPE) {
         return Err(Error::TokenInvalid);
     }
     let kid = header.kid.ok_or(Error::TokenInvalid)?;
-    let key = keys.verifying(&kid).ok_or(Error::TokenInvalid)?;
+    let key = keys.get(&kid).ok_or(Error::TokenInvalid)?;
     if header.alg != key.algorithm {
         return Err(Error::TokenInvalid);
     }

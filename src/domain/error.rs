@@ -16,6 +16,10 @@ pub enum Error {
     AudienceMismatch,
     #[error("token belongs to another tenant")]
     TenantMismatch,
+    #[error("the caller may not act on this tenant")]
+    TenantNotPermitted,
+    #[error("too many requests; retry in {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
     #[error("refresh token was already used; the session has been revoked")]
     TokenReused,
     #[error("session has been revoked")]
@@ -26,6 +30,12 @@ pub enum Error {
     SessionNotFound,
     #[error("storage is unavailable")]
     Unavailable(#[source] crate::storage::StoreError),
+    #[error("not in step with the token authority yet (no key set received)")]
+    NotSynced,
+    #[error("no word from the token authority for {} s: validation state too old to trust", stale_for.as_secs())]
+    Stale { stale_for: std::time::Duration },
+    #[error("key store: {0}")]
+    KeyStore(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -39,6 +49,7 @@ pub enum ErrorKind {
     Unauthenticated,
     PermissionDenied,
     NotFound,
+    ResourceExhausted,
     Unavailable,
     Internal,
 }
@@ -60,12 +71,16 @@ impl Error {
             Error::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
             Error::AudienceMismatch => "AUDIENCE_MISMATCH",
             Error::TenantMismatch => "TENANT_MISMATCH",
+            Error::TenantNotPermitted => "TENANT_NOT_PERMITTED",
+            Error::RateLimited { .. } => "RATE_LIMITED",
             Error::TokenReused => "TOKEN_REUSED",
             Error::SessionRevoked => "SESSION_REVOKED",
             Error::SessionExpired => "SESSION_EXPIRED",
             Error::SessionNotFound => "SESSION_NOT_FOUND",
             Error::Unavailable(_) => "STORAGE_UNAVAILABLE",
-            Error::Internal(_) => "INTERNAL",
+            Error::NotSynced => "NOT_SYNCED",
+            Error::Stale { .. } => "VALIDATION_STATE_STALE",
+            Error::KeyStore(_) | Error::Internal(_) => "INTERNAL",
         }
     }
 
@@ -78,10 +93,15 @@ impl Error {
             | Error::TokenReused
             | Error::SessionRevoked
             | Error::SessionExpired => ErrorKind::Unauthenticated,
-            Error::AudienceMismatch | Error::TenantMismatch => ErrorKind::PermissionDenied,
+            Error::AudienceMismatch | Error::TenantMismatch | Error::TenantNotPermitted => {
+                ErrorKind::PermissionDenied
+            }
+            Error::RateLimited { .. } => ErrorKind::ResourceExhausted,
             Error::SessionNotFound => ErrorKind::NotFound,
-            Error::Unavailable(_) => ErrorKind::Unavailable,
-            Error::Internal(_) => ErrorKind::Internal,
+            Error::Unavailable(_) | Error::NotSynced | Error::Stale { .. } => {
+                ErrorKind::Unavailable
+            }
+            Error::KeyStore(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }

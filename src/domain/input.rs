@@ -18,6 +18,7 @@ pub const MAX_EXTRA_CLAIMS_JSON: usize = 4096;
 pub const MAX_REFRESH_TOKEN: usize = 512;
 pub const MAX_ACCESS_TOKEN: usize = 8192;
 pub const MAX_REASON: usize = 256;
+pub const MAX_PAGE_TOKEN: usize = 128;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
 

@@ -1,14 +1,20 @@
 //! The token and session domain: what a token is, how sessions rotate and
-//! end. Knows nothing of gRPC; persists through `crate::storage`.
+//! end, which keys sign, what validates. Knows nothing of gRPC; persists
+//! through `crate::storage`.
 pub mod access_token;
 mod authority;
+pub mod caller;
 pub mod error;
 pub mod input;
+mod key_store;
+pub mod keys;
 pub mod model;
 pub mod refresh_token;
+pub mod revocation_feed;
 pub mod revocations;
-pub mod signing_keys;
+pub mod validation;
+pub mod validator;
 mod verified_tokens;
 
-pub use authority::{Authority, Settings, REVOCATION_MARGIN};
+pub use authority::{Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN};
 pub use error::{Error, ErrorKind, Result};

@@ -14,10 +14,30 @@ pub struct RevokedSessions {
 }
 
 impl RevokedSessions {
-    pub fn insert(&self, session: Uuid, relevant_until: Millis) {
+    /// Returns whether this changed anything (a new session, or a later deadline).
+    pub fn insert(&self, session: Uuid, relevant_until: Millis) -> bool {
         let mut map = self.until.write().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(session).or_insert(relevant_until);
-        *entry = (*entry).max(relevant_until);
+        match map.get_mut(&session) {
+            Some(until) if *until >= relevant_until => false,
+            Some(until) => {
+                *until = relevant_until;
+                true
+            }
+            None => {
+                map.insert(session, relevant_until);
+                true
+            }
+        }
+    }
+
+    /// Every session with the time it stops mattering.
+    pub fn snapshot(&self) -> Vec<(Uuid, Millis)> {
+        self.until
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, until)| (*id, *until))
+            .collect()
     }
 
     pub fn contains(&self, session: &Uuid) -> bool {

@@ -1,4 +1,6 @@
 //! Background tasks that run beside the gRPC server.
+pub mod audit_writer;
+pub mod key_rotation;
 pub mod purge;
 pub mod state_sync;
 

@@ -42,7 +42,9 @@ impl PurgePolicy {
             now,
             revoked_before: now - self.revoked_retention,
             audit_before: now - self.audit_retention,
-            key_retired_before: now - self.access_ttl,
+            // A replica may sign with a retired key until its next state
+            // sync: keep the key as long as revocations are kept.
+            key_retired_before: now - self.access_ttl - REVOCATION_MARGIN,
         }
     }
 }

@@ -14,6 +14,11 @@ pub enum AuditKind {
     Refreshed,
     Revoked,
     ReuseDetected,
+    /// Revoked to keep a subject within its maximum of live sessions.
+    Evicted,
+    /// A request refused for its caller's credentials or permissions.
+    AccessDenied,
+    KeyRotated,
 }
 
 impl AuditKind {
@@ -23,6 +28,9 @@ impl AuditKind {
             AuditKind::Refreshed => "refreshed",
             AuditKind::Revoked => "revoked",
             AuditKind::ReuseDetected => "reuse_detected",
+            AuditKind::Evicted => "evicted",
+            AuditKind::AccessDenied => "access_denied",
+            AuditKind::KeyRotated => "key_rotated",
         }
     }
 }
@@ -66,7 +74,45 @@ pub async fn record_all<'a>(
     Ok(())
 }
 
+/// An audit event that owns its fields, for events queued before writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAuditEvent {
+    pub at: i64,
+    pub kind: AuditKind,
+    pub tenant_id: String,
+    pub subject: String,
+    pub session_id: Option<String>,
+    pub detail: Option<String>,
+}
+
 impl Store {
+    pub async fn record_audit_events(&self, events: &[OwnedAuditEvent]) -> StoreResult<()> {
+        record_all(
+            self.conn(),
+            events.iter().map(|e| AuditEvent {
+                at: e.at,
+                kind: e.kind,
+                tenant_id: &e.tenant_id,
+                subject: &e.subject,
+                session_id: e.session_id.as_deref(),
+                detail: e.detail.clone(),
+            }),
+        )
+        .await
+    }
+
+    /// Audit events of one kind, oldest first (for tests and tools).
+    pub async fn audit_events_of_kind(
+        &self,
+        kind: AuditKind,
+    ) -> StoreResult<Vec<StoredAuditEvent>> {
+        Ok(audit_event::Entity::find()
+            .filter(audit_event::Column::Kind.eq(kind.as_str()))
+            .order_by_asc(audit_event::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
     /// A session's audit trail, oldest first.
     pub async fn audit_trail(&self, session_id: &str) -> StoreResult<Vec<StoredAuditEvent>> {
         Ok(audit_event::Entity::find()

@@ -1,21 +1,84 @@
-//! Access-token signing keys.
-use sea_orm::{EntityTrait, QueryOrder, Set};
+//! Access-token signing keys (private halves sealed by the domain).
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement, TransactionTrait,
+};
 
-use super::entities::signing_key;
 pub use super::entities::signing_key::Model as StoredKey;
-use super::{Store, StoreResult};
+use super::entities::signing_key::{self, Column};
+use super::{Backend, Store, StoreResult};
+
+/// PostgreSQL advisory lock key held while adding a key ("TAkeys!!"), so
+/// that replicas starting or rotating together add one key, not several.
+const KEYS_LOCK: i64 = 0x5441_6b65_7973_2121;
+
+/// When `add_signing_key` adds its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddKeyIf {
+    /// Only into an empty table (first start).
+    NoKeys,
+    /// Only if the newest key activated before this time (scheduled rotation:
+    /// another replica may have rotated already).
+    NewestActivatedBefore(i64),
+    Always,
+}
 
 impl Store {
-    /// Every key, newest first.
+    /// Every key, newest activation first.
     pub async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         Ok(signing_key::Entity::find()
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .order_by_desc(signing_key::Column::Kid)
+            .order_by_desc(Column::ActivatesAt)
+            .order_by_desc(Column::Kid)
             .all(self.conn())
             .await?)
     }
 
-    pub async fn insert_signing_key(&self, key: StoredKey) -> StoreResult<()> {
+    /// `(kid, activates_at, retired_at)` of every key: enough to tell whether
+    /// the set changed, without reading private keys every sync.
+    pub async fn signing_key_versions(&self) -> StoreResult<Vec<(String, i64, Option<i64>)>> {
+        Ok(signing_key::Entity::find()
+            .select_only()
+            .column(Column::Kid)
+            .column(Column::ActivatesAt)
+            .column(Column::RetiredAt)
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Adds `key` when `condition` holds, and retires every older unretired
+    /// key as of the new key's activation. Returns whether it was added.
+    pub async fn add_signing_key(&self, key: StoredKey, condition: AddKeyIf) -> StoreResult<bool> {
+        let tx = self.conn().begin().await?;
+        if self.backend() == Backend::Postgres {
+            tx.execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({KEYS_LOCK})"),
+            ))
+            .await?;
+        }
+        let newest: Option<i64> = signing_key::Entity::find()
+            .select_only()
+            .column(Column::ActivatesAt)
+            .order_by_desc(Column::ActivatesAt)
+            .into_tuple()
+            .one(&tx)
+            .await?;
+        let add = match condition {
+            AddKeyIf::NoKeys => newest.is_none(),
+            AddKeyIf::NewestActivatedBefore(at) => newest.is_none_or(|n| n < at),
+            AddKeyIf::Always => true,
+        };
+        if !add {
+            return Ok(false);
+        }
+        signing_key::Entity::update_many()
+            .col_expr(Column::RetiredAt, Expr::value(key.activates_at))
+            .filter(Column::RetiredAt.is_null())
+            .filter(Column::ActivatesAt.lte(key.activates_at))
+            .exec(&tx)
+            .await?;
         signing_key::Entity::insert(signing_key::ActiveModel {
             kid: Set(key.kid),
             algorithm: Set(key.algorithm),
@@ -23,9 +86,22 @@ impl Store {
             public_key: Set(key.public_key),
             created_at: Set(key.created_at),
             retired_at: Set(key.retired_at),
+            activates_at: Set(key.activates_at),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(&tx)
         .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces a key's stored private half (sealing a key written in plain
+    /// text by an older version).
+    pub async fn replace_private_key(&self, kid: &str, sealed: Vec<u8>) -> StoreResult<()> {
+        signing_key::Entity::update_many()
+            .col_expr(Column::PrivateKey, Expr::value(sealed))
+            .filter(Column::Kid.eq(kid))
+            .exec(self.conn())
+            .await?;
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub use session::Model as SessionRow;
 #[derive(Debug)]
 pub struct Rotation<'a> {
     pub session_id: &'a str,
+    /// Only sessions of these tenants rotate (a caller limited to them).
+    pub tenants: Option<&'a [String]>,
     pub from_generation: i64,
     pub from_digest: &'a [u8],
     pub to_digest: &'a [u8],
@@ -31,26 +33,87 @@ pub enum RevokeOutcome {
     Revoked(Box<SessionRow>),
     AlreadyRevoked,
     NotFound,
+    /// The session belongs to a tenant outside the caller's.
+    TenantNotPermitted,
+}
+
+/// What to do when a subject already has its maximum of live sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCap {
+    pub max: u64,
+    pub now: i64,
 }
 
 impl Store {
-    /// Inserts a new session and its `issued` audit event atomically.
-    pub async fn insert_session(&self, row: SessionRow) -> StoreResult<()> {
+    /// Inserts a new session and its `issued` audit event atomically. With
+    /// a `cap`, first revokes the subject's least recently used live
+    /// sessions so that at most `cap.max` remain, and returns their ids.
+    /// Concurrent issues for one subject are serialised (PostgreSQL: an
+    /// advisory lock on the subject; SQLite: a single writer).
+    pub async fn insert_session(
+        &self,
+        row: SessionRow,
+        cap: Option<SessionCap>,
+        issued_by: &str,
+    ) -> StoreResult<Vec<String>> {
         let tx = self.conn().begin().await?;
+        let mut evicted = Vec::new();
+        if let Some(cap) = cap {
+            if self.backend() == Backend::Postgres {
+                tx.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                    [format!("{}\n{}", row.tenant_id, row.subject).into()],
+                ))
+                .await?;
+            }
+            let live = live_sessions_of(&row.tenant_id, &row.subject, cap.now)
+                .count(&tx)
+                .await?;
+            if live >= cap.max {
+                let victims: Vec<String> = live_sessions_of(&row.tenant_id, &row.subject, cap.now)
+                    .select_only()
+                    .column(Column::Id)
+                    .order_by_asc(Column::LastUsedAt)
+                    .order_by_asc(Column::Id)
+                    .limit(live - cap.max + 1)
+                    .into_tuple()
+                    .all(&tx)
+                    .await?;
+                let reason = format!("evicted: more than {} sessions", cap.max);
+                let rows = session::Entity::update_many()
+                    .col_expr(Column::RevokedAt, Expr::value(cap.now))
+                    .col_expr(Column::RevokeReason, Expr::value(reason.as_str()))
+                    .filter(Column::Id.is_in(victims))
+                    .filter(Column::RevokedAt.is_null())
+                    .exec_with_returning(&tx)
+                    .await?;
+                let events = rows.iter().map(|victim| AuditEvent {
+                    at: cap.now,
+                    kind: AuditKind::Evicted,
+                    tenant_id: &row.tenant_id,
+                    subject: &row.subject,
+                    session_id: Some(&victim.id),
+                    detail: Some(format!("{reason}; for session {}", row.id)),
+                });
+                audit::record_all(&tx, events).await?;
+                evicted = rows.into_iter().map(|r| r.id).collect();
+            }
+        }
         let event = AuditEvent {
             at: row.created_at,
             kind: AuditKind::Issued,
             tenant_id: &row.tenant_id,
             subject: &row.subject,
             session_id: Some(&row.id),
-            detail: None,
+            detail: Some(format!("by {issued_by}")),
         };
         audit::record(&tx, event).await?;
         session::Entity::insert(row.clone().into_active_model())
             .exec_without_returning(&tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(evicted)
     }
 
     /// Applies `rotation` in one conditional `UPDATE … RETURNING`, with the
@@ -120,11 +183,13 @@ impl Store {
             .await?)
     }
 
-    /// Revokes one session of `tenant_id` (any tenant when `None`).
+    /// Revokes one session of `tenant_id` (any tenant when `None`), if its
+    /// tenant is one of `tenants` (when given).
     pub async fn revoke_session(
         &self,
         id: &str,
         tenant_id: Option<&str>,
+        tenants: Option<&[String]>,
         now: i64,
         kind: AuditKind,
         reason: &str,
@@ -135,6 +200,9 @@ impl Store {
         };
         if tenant_id.is_some_and(|t| t != row.tenant_id) {
             return Ok(RevokeOutcome::NotFound);
+        }
+        if tenants.is_some_and(|allowed| !allowed.contains(&row.tenant_id)) {
+            return Ok(RevokeOutcome::TenantNotPermitted);
         }
         let changed = session::Entity::update_many()
             .col_expr(Column::RevokedAt, Expr::value(now))
@@ -311,6 +379,9 @@ fn rotation_update(r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
         if let Some(value) = value {
             update = update.col_expr(column, Expr::value(value));
         }
+    }
+    if let Some(tenants) = r.tenants {
+        update = update.filter(Column::TenantId.is_in(tenants.iter().cloned()));
     }
     update
         .filter(Column::Id.eq(r.session_id))

@@ -3,7 +3,9 @@ use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value as PbValue};
 use serde_json::{Map, Number, Value};
 
 use crate::clock::Millis;
-use crate::domain::model;
+use crate::domain::keys::jwk::Jwk;
+use crate::domain::keys::PublicKey;
+use crate::domain::{model, KeyInfo, KeyStatus};
 use crate::proto as pb;
 
 pub fn timestamp(ms: Millis) -> Option<Timestamp> {
@@ -70,6 +72,67 @@ pub fn claims(v: model::ValidatedToken) -> pb::Claims {
         key_id: v.key_id,
         extra_claims: (!c.extra.is_empty()).then(|| struct_from_json(c.extra)),
     }
+}
+
+pub fn jwk_set(keys: &[PublicKey]) -> pb::JsonWebKeySet {
+    pb::JsonWebKeySet {
+        keys: keys.iter().map(|k| jwk_out(Jwk::from(k))).collect(),
+    }
+}
+
+fn jwk_out(j: Jwk) -> pb::JsonWebKey {
+    pb::JsonWebKey {
+        kty: j.kty,
+        crv: j.crv,
+        x: j.x,
+        y: j.y.unwrap_or_default(),
+        kid: j.kid,
+        alg: j.alg,
+        r#use: j.use_,
+    }
+}
+
+/// The keys of a streamed or fetched set that we can verify with (others
+/// are skipped: a newer authority may publish algorithms we do not know).
+pub fn jwk_set_in(set: &pb::JsonWebKeySet) -> Vec<PublicKey> {
+    set.keys
+        .iter()
+        .filter_map(|k| {
+            Jwk {
+                kty: k.kty.clone(),
+                crv: k.crv.clone(),
+                x: k.x.clone(),
+                y: (!k.y.is_empty()).then(|| k.y.clone()),
+                kid: k.kid.clone(),
+                alg: k.alg.clone(),
+                use_: k.r#use.clone(),
+            }
+            .to_public_key()
+        })
+        .collect()
+}
+
+pub fn signing_key(k: KeyInfo) -> pb::SigningKey {
+    let status = match k.status {
+        KeyStatus::Pending => pb::KeyStatus::Pending,
+        KeyStatus::Active => pb::KeyStatus::Active,
+        KeyStatus::Retired => pb::KeyStatus::Retired,
+    };
+    pb::SigningKey {
+        kid: k.kid,
+        algorithm: k.algorithm,
+        status: status as i32,
+        created_at: timestamp(k.created_at),
+        activates_at: timestamp(k.activates_at),
+        retired_at: k.retired_at.and_then(timestamp),
+        verifies_until: k.verifies_until.and_then(timestamp),
+    }
+}
+
+pub fn millis_of(t: &Timestamp) -> Millis {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 pub fn struct_to_json(s: Struct) -> Map<String, Value> {

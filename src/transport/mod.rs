@@ -1,10 +1,21 @@
-//! gRPC transport: tonic services, reflection, health and the server itself.
+//! gRPC transport (tonic services, access control, error mapping, server
+//! assembly) and the HTTP listener for JWKS and health.
+pub mod access_layer;
+mod admin_service;
 mod convert;
+mod envoy_authz;
+pub mod http;
 mod oversize;
 mod rpc_telemetry;
 mod server;
 mod service;
 pub mod status;
+mod watch;
 
-pub use server::{serve, ServeError, MAX_REQUEST_BYTES};
+pub(crate) use convert::{jwk_set_in, millis_of};
+pub use envoy_authz::{SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, TENANT_HEADER};
+pub use server::{
+    serve_authority, set_serving, tls_config, validation_routes, GrpcServer, ServeError,
+    MAX_REQUEST_BYTES,
+};
 pub use service::TokenAuthorityService;

@@ -1,22 +1,41 @@
-//! Assembles and runs the gRPC server.
+//! Assembles and runs the gRPC server: the services of a mode (authority or
+//! sidecar) behind the telemetry, oversize and access layers, with
+//! reflection and health, over TLS when configured.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::server::HealthReporter;
 
+use super::access_layer::{AccessControl, AccessLayer};
+use super::admin_service::AdminService;
+use super::envoy_authz::ExtAuthz;
 use super::oversize::OversizeAsResourceExhausted;
 use super::rpc_telemetry::RpcTelemetryLayer;
 use super::service::TokenAuthorityService;
+use crate::config::access::{ClientAuth, TlsConfig};
+use crate::config::Config;
+use crate::domain::validation::TokenValidation;
 use crate::domain::Authority;
+use crate::proto::admin_server::AdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
-use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::{ENVOY_AUTHZ_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET};
 use crate::telemetry::Telemetry;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
 /// Largest request message accepted; far above any valid request.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Largest header block HTTP/2 accepts; below it, the access layer refuses
+/// metadata over `limits.max_metadata_bytes` with INVALID_ARGUMENT.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// How often idle per-caller rate-limit state is dropped.
+const RATE_STATE_CLEANUP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -24,52 +43,141 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(
+/// The server's TLS settings, if TLS is configured.
+pub fn tls_config(config: &TlsConfig) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ServeError::Tls(format!("reading {}: {e}", path.display())))
+    };
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        .timeout(config.handshake_timeout);
+    if let Some(ca) = &config.client_ca_file {
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(config.client_auth == ClientAuth::Optional);
+    }
+    Ok(Some(tls))
+}
+
+/// Everything a gRPC server needs besides its routes.
+pub struct GrpcServer<'a> {
+    pub telemetry: &'a Telemetry,
+    pub access: Arc<AccessControl>,
+    pub tls: Option<ServerTlsConfig>,
+    pub request_timeout: Duration,
+}
+
+impl GrpcServer<'_> {
+    /// Serves `routes` (plus reflection) until `shutdown` completes, then
+    /// drains in-flight requests.
+    pub async fn run(
+        self,
+        routes: Routes,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Lets grpcurl decode our google.rpc.ErrorInfo / BadRequest details.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTOR_SET)
+        };
+        let routes = routes
+            .add_service(reflection().build_v1()?)
+            // grpcurl before 1.9 speaks only v1alpha.
+            .add_service(reflection().build_v1alpha()?);
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let access = self.access.clone();
+        let cleanup = tokio::spawn(async move {
+            let mut every = tokio::time::interval(RATE_STATE_CLEANUP);
+            loop {
+                every.tick().await;
+                access.forget_idle();
+            }
+        });
+        let served = builder
+            .timeout(self.request_timeout)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .layer(RpcTelemetryLayer::new(
+                self.telemetry.metrics.clone(),
+                self.telemetry.tracer.clone(),
+            ))
+            .layer(OversizeAsResourceExhausted)
+            .layer(AccessLayer(self.access))
+            .add_routes(routes)
+            // TCP_NODELAY: without it, small unary responses wait for the
+            // client's delayed ACK (~40 ms on Linux).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
+            .await;
+        cleanup.abort();
+        served?;
+        Ok(())
+    }
+}
+
+/// The services a validator offers (authority and sidecar alike):
+/// TokenAuthority (all of it, or its validation RPCs) and Envoy's Check.
+pub fn validation_routes(
+    service: TokenAuthorityService,
+    validation: Arc<dyn TokenValidation>,
+    realm: String,
+) -> Routes {
+    Routes::new(TokenAuthorityServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(
+            AuthorizationServer::new(ExtAuthz::new(validation, realm))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+}
+
+/// The authority's gRPC server: every service, health SERVING until shutdown.
+pub async fn serve_authority(
     authority: Arc<Authority>,
-    telemetry: &Telemetry,
-    request_timeout: Duration,
+    config: &Config,
+    server: GrpcServer<'_>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<TokenAuthorityServer<TokenAuthorityService>>()
-        .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // Lets grpcurl decode our google.rpc.ErrorInfo / BadRequest details.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-    };
-    let authority_service = TokenAuthorityServer::new(TokenAuthorityService::new(authority))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
-
-    Server::builder()
-        .timeout(request_timeout)
-        .layer(RpcTelemetryLayer::new(
-            telemetry.metrics.clone(),
-            telemetry.tracer.clone(),
-        ))
-        .layer(OversizeAsResourceExhausted)
-        .add_service(authority_service)
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        // TCP_NODELAY: without it, small unary responses wait for the
-        // client's delayed ACK (~40 ms on Linux).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                shutdown.await;
-                health
-                    .set_not_serving::<TokenAuthorityServer<TokenAuthorityService>>()
-                    .await;
-            },
+    set_serving(&health, true).await;
+    let service = TokenAuthorityService::authority(authority.clone(), config.watch_heartbeat);
+    let routes = validation_routes(service, authority.clone(), config.tokens.issuer.clone())
+        .add_service(
+            AdminServer::new(AdminService::new(authority))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .await?;
-    Ok(())
+        .add_service(health_service);
+    server
+        .run(routes, listener, async move {
+            shutdown.await;
+            set_serving(&health, false).await;
+        })
+        .await
+}
+
+/// Sets the overall ("") and TokenAuthority health status.
+pub async fn set_serving(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    health
+        .set_service_status("token_authority.v1.TokenAuthority", status)
+        .await;
 }

@@ -1,21 +1,51 @@
-//! The `TokenAuthority` gRPC service: decode, call the domain, encode.
+//! The `TokenAuthority` gRPC service: decode, call the domain, encode. In
+//! sidecar mode there is no authority behind it: only the validation RPCs
+//! are served, the others answer UNIMPLEMENTED.
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::access_layer::caller_of;
 use super::convert;
 use super::status::to_status;
-use crate::domain::{model, Authority};
+use super::watch::{self, WatchStream};
+use crate::domain::revocation_feed::Cursor;
+use crate::domain::validation::TokenValidation;
+use crate::domain::{model, Authority, Error};
 use crate::proto as pb;
 use crate::proto::token_authority_server::TokenAuthority;
 
 pub struct TokenAuthorityService {
-    authority: Arc<Authority>,
+    /// `None` in sidecar mode.
+    authority: Option<Arc<Authority>>,
+    validation: Arc<dyn TokenValidation>,
+    heartbeat: Duration,
 }
 
 impl TokenAuthorityService {
-    pub fn new(authority: Arc<Authority>) -> Self {
-        Self { authority }
+    pub fn authority(authority: Arc<Authority>, heartbeat: Duration) -> Self {
+        Self {
+            validation: authority.clone(),
+            authority: Some(authority),
+            heartbeat,
+        }
+    }
+
+    pub fn validation_only(validation: Arc<dyn TokenValidation>, heartbeat: Duration) -> Self {
+        Self {
+            authority: None,
+            validation,
+            heartbeat,
+        }
+    }
+
+    fn authority_or_unimplemented(&self) -> Result<&Authority, Status> {
+        self.authority.as_deref().ok_or_else(|| {
+            Status::unimplemented(
+                "this is a validation sidecar: call the token authority for Issue, Refresh, Revoke and ListSessions",
+            )
+        })
     }
 }
 
@@ -25,20 +55,24 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<pb::IssueRequest>,
     ) -> Result<Response<pb::IssueResponse>, Status> {
+        let authority = self.authority_or_unimplemented()?;
+        let caller = caller_of(&request)?;
         let r = request.into_inner();
-        let pair = self
-            .authority
-            .issue(model::IssueRequest {
-                tenant_id: r.tenant_id,
-                subject: r.subject,
-                audience: r.audience,
-                scopes: r.scopes,
-                device: convert::device_in(r.device),
-                extra_claims: r
-                    .extra_claims
-                    .map(convert::struct_to_json)
-                    .unwrap_or_default(),
-            })
+        let pair = authority
+            .issue(
+                &caller,
+                model::IssueRequest {
+                    tenant_id: r.tenant_id,
+                    subject: r.subject,
+                    audience: r.audience,
+                    scopes: r.scopes,
+                    device: convert::device_in(r.device),
+                    extra_claims: r
+                        .extra_claims
+                        .map(convert::struct_to_json)
+                        .unwrap_or_default(),
+                },
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::IssueResponse {
@@ -50,13 +84,17 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let authority = self.authority_or_unimplemented()?;
+        let caller = caller_of(&request)?;
         let r = request.into_inner();
-        let pair = self
-            .authority
-            .refresh(model::RefreshRequest {
-                refresh_token: r.refresh_token,
-                device: convert::device_in(r.device),
-            })
+        let pair = authority
+            .refresh(
+                &caller,
+                model::RefreshRequest {
+                    refresh_token: r.refresh_token,
+                    device: convert::device_in(r.device),
+                },
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RefreshResponse {
@@ -69,19 +107,23 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
         use pb::revoke_request::Target;
+        let authority = self.authority_or_unimplemented()?;
+        let caller = caller_of(&request)?;
         let r = request.into_inner();
         let target = r.target.map(|t| match t {
             Target::RefreshToken(t) => model::RevokeTarget::RefreshToken(t),
             Target::SessionId(id) => model::RevokeTarget::Session(id),
             Target::AllSessions(s) => model::RevokeTarget::AllSessions { subject: s.subject },
         });
-        let revoked_sessions = self
-            .authority
-            .revoke(model::RevokeRequest {
-                tenant_id: r.tenant_id,
-                target,
-                reason: r.reason,
-            })
+        let revoked_sessions = authority
+            .revoke(
+                &caller,
+                model::RevokeRequest {
+                    tenant_id: r.tenant_id,
+                    target,
+                    reason: r.reason,
+                },
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RevokeResponse { revoked_sessions }))
@@ -91,15 +133,19 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let authority = self.authority_or_unimplemented()?;
+        let caller = caller_of(&request)?;
         let r = request.into_inner();
-        let page = self
-            .authority
-            .list_sessions(model::ListSessionsRequest {
-                tenant_id: r.tenant_id,
-                subject: r.subject,
-                page_size: r.page_size,
-                page_token: r.page_token,
-            })
+        let page = authority
+            .list_sessions(
+                &caller,
+                model::ListSessionsRequest {
+                    tenant_id: r.tenant_id,
+                    subject: r.subject,
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                },
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListSessionsResponse {
@@ -112,18 +158,53 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
+        let caller = caller_of(&request)?;
         let r = request.into_inner();
         let validated = self
-            .authority
-            .validate(&model::ValidateRequest {
-                access_token: r.access_token,
-                expected_audience: r.expected_audience,
-                expected_tenant_id: r.expected_tenant_id,
-            })
+            .validation
+            .validate(
+                &caller,
+                &model::ValidateRequest {
+                    access_token: r.access_token,
+                    expected_audience: r.expected_audience,
+                    expected_tenant_id: r.expected_tenant_id,
+                },
+            )
             .map_err(to_status)?;
         Ok(Response::new(pb::ValidateResponse {
             valid: true,
             claims: Some(convert::claims(validated)),
         }))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::JsonWebKeySet>, Status> {
+        let keys = self.validation.validator().keys();
+        Ok(Response::new(convert::jwk_set(keys.public_keys())))
+    }
+
+    type WatchRevocationsStream = WatchStream;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let r = request.into_inner();
+        let cursor = if r.cursor.is_empty() {
+            None
+        } else {
+            if r.cursor.len() > 64 {
+                return Err(to_status(Error::invalid("cursor", "is not a cursor")));
+            }
+            // An unknown cursor is not an error: the stream starts over.
+            Cursor::decode(&r.cursor)
+        };
+        Ok(Response::new(watch::stream(
+            self.validation.clone(),
+            cursor,
+            self.heartbeat,
+        )))
     }
 }

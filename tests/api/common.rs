@@ -11,13 +11,18 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use token_authority::access::{new_bearer_key, Permission};
 use token_authority::app::App;
 use token_authority::clock::ManualClock;
+use token_authority::config::access::CallerConfig;
 use token_authority::config::Config;
 use token_authority::domain::Authority;
 use token_authority::jobs::purge::Purger;
+use token_authority::proto::admin_client::AdminClient;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
+use token_authority::storage::audit::{AuditKind, StoredAuditEvent};
 
 pub type Client = TokenAuthorityClient<Channel>;
 
@@ -86,8 +91,11 @@ pub async fn fresh_postgres_database() -> String {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP listener (JWKS, discovery, health).
+    pub http_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub client: Client,
+    pub channel: Channel,
     pub config: Config,
     pub authority: Arc<Authority>,
     pub purger: Arc<Purger>,
@@ -106,6 +114,7 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::default();
         config.database.url = database_url(backend, &dir).await;
+        config.keys.kek_file = Some(dir.path().join("token-authority.kek"));
         tweak(&mut config);
         Self::start_on(config, Arc::new(ManualClock::starting_now()), dir).await
     }
@@ -118,8 +127,11 @@ impl TestServer {
     }
 
     async fn start_on(config: Config, clock: Arc<ManualClock>, dir: Arc<TempDir>) -> Self {
+        crate::logs::capture();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = http.local_addr().expect("addr");
         let app = App::build(config.clone(), clock.clone())
             .await
             .expect("app starts");
@@ -127,19 +139,24 @@ impl TestServer {
         let purger = app.purger.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            app.serve(listener, async {
+            app.serve(listener, Some(http), async {
                 let _ = rx.await;
             })
             .await
             .expect("server runs");
         });
-        let client = TokenAuthorityClient::connect(format!("http://{addr}"))
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
             .await
             .expect("client connects");
+        let client = TokenAuthorityClient::new(channel.clone());
         Self {
             addr,
+            http_addr,
             clock,
             client,
+            channel,
             config,
             authority,
             purger,
@@ -165,6 +182,33 @@ impl TestServer {
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    pub fn admin_client(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone())
+    }
+
+    /// A client of Envoy's external authorization API on this server.
+    pub fn authz_client(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::new(self.channel.clone())
+    }
+
+    /// Waits (up to 5 s) until at least `n` audit events of `kind` are
+    /// stored: refusals are written asynchronously.
+    pub async fn audit_events(&self, kind: AuditKind, n: usize) -> Vec<StoredAuditEvent> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let events = self
+                .authority
+                .store()
+                .audit_events_of_kind(kind)
+                .await
+                .expect("audit events");
+            if events.len() >= n || std::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn issue(&self, tenant: &str, subject: &str) -> pb::TokenPair {
@@ -234,6 +278,44 @@ pub async fn validate_with(client: &mut Client, access_token: &str) -> Result<pb
         .map(|r| r.into_inner().claims.expect("claims"))
 }
 
+/// A configured caller and the bearer key it authenticates with.
+pub struct TestCaller {
+    pub config: CallerConfig,
+    pub key: String,
+}
+
+impl TestCaller {
+    pub fn new(name: &str, permissions: &[Permission], tenants: &[&str]) -> Self {
+        let (key, digest) = new_bearer_key().expect("random key");
+        Self {
+            config: CallerConfig {
+                name: name.into(),
+                key_sha256: vec![digest.to_hex()],
+                identities: Vec::new(),
+                permissions: permissions.to_vec(),
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                rate: None,
+            },
+            key,
+        }
+    }
+
+    /// `message` as a request carrying this caller's bearer key.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        with_bearer(message, &self.key)
+    }
+}
+
+/// `message` with `authorization: Bearer <key>`.
+pub fn with_bearer<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("header value"),
+    );
+    request
+}
+
 pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
     pb::IssueRequest {
         tenant_id: tenant.into(),
@@ -283,4 +365,56 @@ pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str
         "expected violation of {field}, got {:?}",
         bad.field_violations
     );
+}
+
+/// A plain HTTP/1.1 response, as read by `http_get`.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// `GET path` on a loopback HTTP listener, with extra request headers.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }

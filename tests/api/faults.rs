@@ -108,7 +108,11 @@ async fn replica_waits_for_a_database_that_is_down_at_start() {
 async fn kill_9_under_refresh_load_loses_no_rotation() {
     const SESSIONS: usize = 16;
     let url = fresh_postgres_database().await;
-    let replica = Replica::start(&url, &[]).await;
+    let replica = Replica::start(
+        &url,
+        &[("TOKEN_AUTHORITY_LIMITS__REFRESH_PER_SESSION", "off")],
+    )
+    .await;
     let mut pairs = Vec::new();
     for i in 0..SESSIONS {
         let pair = replica

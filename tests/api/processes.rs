@@ -14,6 +14,10 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::common::Client;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 
+/// The key-encryption key every test replica uses (replicas sharing a
+/// database must share it). Base64 of 32 bytes; never a production key.
+pub const TEST_KEK: &str = "dGVzdC1vbmx5LWtlay0wMTIzNDU2Nzg5YWJjZGVmZ2g=";
+
 /// A `token-authority serve` child process; SIGKILLed when dropped.
 pub struct Replica {
     child: Child,
@@ -45,7 +49,7 @@ impl Replica {
 
     async fn start_at(addr: SocketAddr, database_url: String, env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("replica.log");
+        let log = crate::logs::child_log_path("replica", &dir.path().join("replica.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_token-authority"))
             .args([
                 "serve",
@@ -54,7 +58,9 @@ impl Replica {
                 "--database-url",
                 &database_url,
             ])
-            .env("TOKEN_AUTHORITY_LOG__FILTER", "warn")
+            .current_dir(dir.path())
+            .env("TOKEN_AUTHORITY_LOG__FILTER", crate::logs::FILTER)
+            .env("TOKEN_AUTHORITY_KEK", TEST_KEK)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -9,12 +9,14 @@ use crate::processes::Replica;
 use token_authority::proto::{self as pb, revoke_request::Target};
 
 const GRACE: (&str, &str) = ("TOKEN_AUTHORITY_TOKENS__REFRESH_GRACE", "1s");
+/// 30 concurrent refreshes of one session are the point of one test here.
+const NO_SESSION_LIMIT: (&str, &str) = ("TOKEN_AUTHORITY_LIMITS__REFRESH_PER_SESSION", "off");
 
 async fn replicas(n: usize) -> Vec<Replica> {
     let url = fresh_postgres_database().await;
     // Started together on an empty database: they race to create the
     // signing key and the refresh-token secret.
-    join_all((0..n).map(|_| Replica::start(&url, &[GRACE]))).await
+    join_all((0..n).map(|_| Replica::start(&url, &[GRACE, NO_SESSION_LIMIT]))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

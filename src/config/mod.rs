@@ -1,12 +1,20 @@
 //! Service configuration: defaults, then an optional TOML file, then
 //! `TOKEN_AUTHORITY_*` environment variables (nested keys joined with `__`,
-//! e.g. `TOKEN_AUTHORITY_DATABASE__URL`).
+//! e.g. `TOKEN_AUTHORITY_DATABASE__URL`). Callers (`[[auth.callers]]`) are
+//! configured in the file.
+pub mod access;
+pub mod rate;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::domain::keys::KeyAlgorithm;
+use access::{AuthConfig, TlsConfig};
+use rate::Rate;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -20,11 +28,149 @@ pub struct Config {
     /// other replicas: the bound on how stale Validate can be elsewhere.
     #[serde(with = "humantime_serde")]
     pub state_sync_interval: Duration,
+    /// WatchRevocations sends a heartbeat this often when nothing else
+    /// happens, so that a sidecar can tell a quiet stream from a dead one.
+    #[serde(with = "humantime_serde")]
+    pub watch_heartbeat: Duration,
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
+    pub keys: KeysConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub sidecar: SidecarConfig,
     pub purge: PurgeConfig,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Algorithm of newly generated signing keys: `EdDSA` or `ES256`.
+    pub algorithm: KeyAlgorithm,
+    /// A new signing key is generated when the newest one has been signing
+    /// this long (`0s`: only by `keys rotate` or the RotateSigningKey RPC).
+    #[serde(with = "humantime_serde")]
+    pub rotation_interval: Duration,
+    /// A new key is published (JWKS, sidecars, other replicas) this long
+    /// before it signs. At least `http.jwks_max_age`, so that cached key
+    /// sets know a key before any token carries it.
+    #[serde(with = "humantime_serde")]
+    pub publish_ahead: Duration,
+    /// File holding the key-encryption key (base64 of 32 bytes), used when
+    /// the `TOKEN_AUTHORITY_KEK` environment variable is not set. Generated
+    /// (mode 0600) on a first start with an empty database.
+    pub kek_file: Option<PathBuf>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: KeyAlgorithm::EdDsa,
+            rotation_interval: Duration::from_secs(30 * 24 * 3600),
+            publish_ahead: Duration::from_secs(10 * 60),
+            kek_file: Some(PathBuf::from("token-authority.kek")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Live sessions per (tenant, subject); issuing one more revokes the
+    /// least recently used (0: no cap).
+    pub max_sessions_per_subject: u32,
+    /// Refreshes per session, e.g. `10/min` (`off`: no limit).
+    #[serde(with = "rate::optional")]
+    pub refresh_per_session: Option<Rate>,
+    /// Requests per caller (per peer IP without authentication), unless the
+    /// caller has its own `rate` (`off`: no limit).
+    #[serde(with = "rate::optional")]
+    pub caller_rate: Option<Rate>,
+    /// Total size of a request's metadata (headers).
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions_per_subject: 50,
+            refresh_per_session: Some(Rate {
+                count: std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+                per: Duration::from_secs(60),
+            }),
+            caller_rate: Some(Rate {
+                count: std::num::NonZeroU32::new(5000).unwrap_or(std::num::NonZeroU32::MIN),
+                per: Duration::from_secs(1),
+            }),
+            max_metadata_bytes: 8 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTP listener for `/.well-known/jwks.json`,
+    /// `/.well-known/openid-configuration` and `/healthz` (absent: none).
+    pub listen: Option<SocketAddr>,
+    /// Base URL the HTTP listener is reached at, for `jwks_uri` (default:
+    /// `http://<listen address>`).
+    pub public_url: Option<String>,
+    /// `Cache-Control: max-age` of the key set.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            public_url: None,
+            jwks_max_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// `token-authority sidecar`: validates locally with state streamed from an
+/// authority.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// Where the sidecar serves Validate and Check.
+    pub listen: SocketAddr,
+    /// The authority, e.g. `http://10.0.0.5:50051` or `https://authority:50051`.
+    pub upstream: Option<String>,
+    /// File holding the bearer key the sidecar presents upstream.
+    pub upstream_key_file: Option<PathBuf>,
+    /// PEM CA of the upstream's certificate (https upstreams).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS upstream.
+    pub upstream_cert_file: Option<PathBuf>,
+    pub upstream_cert_key_file: Option<PathBuf>,
+    /// The name to check the upstream's certificate against (default: its host).
+    pub upstream_domain: Option<String>,
+    /// How long without word from upstream the sidecar keeps validating
+    /// with what it has; after that Validate and Check fail closed.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            upstream: None,
+            upstream_key_file: None,
+            upstream_ca_file: None,
+            upstream_cert_file: None,
+            upstream_cert_key_file: None,
+            upstream_domain: None,
+            max_staleness: Duration::from_secs(5 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,8 +301,15 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout: Duration::from_secs(5),
             state_sync_interval: Duration::from_millis(250),
+            watch_heartbeat: Duration::from_secs(5),
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
+            keys: KeysConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            http: HttpConfig::default(),
+            sidecar: SidecarConfig::default(),
             purge: PurgeConfig::default(),
             telemetry: TelemetryConfig::default(),
             log: LogConfig::default(),
@@ -215,8 +368,9 @@ impl Config {
         }
         let config: Config = figment
             .merge(
+                // KEK: read by the key store itself, never part of the config.
                 Env::prefixed("TOKEN_AUTHORITY_")
-                    .ignore(&["config"])
+                    .ignore(&["config", "kek"])
                     .split("__"),
             )
             .extract()
@@ -233,6 +387,8 @@ impl Config {
             ("tokens.session_idle_ttl", t.session_idle_ttl),
             ("request_timeout", self.request_timeout),
             ("state_sync_interval", self.state_sync_interval),
+            ("watch_heartbeat", self.watch_heartbeat),
+            ("sidecar.max_staleness", self.sidecar.max_staleness),
             ("purge.interval", self.purge.interval),
             (
                 "telemetry.metrics_interval",
@@ -255,6 +411,50 @@ impl Config {
                 "database.max_connections must be at least 1".into(),
             ));
         }
+        if self.keys.publish_ahead < self.http.jwks_max_age {
+            return Err(ConfigError(format!(
+                "keys.publish_ahead ({}) must be at least http.jwks_max_age ({}): a cached key set must know a key before tokens carry it",
+                humantime_serde::re::humantime::format_duration(self.keys.publish_ahead),
+                humantime_serde::re::humantime::format_duration(self.http.jwks_max_age),
+            )));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError(
+                "tls.cert_file and tls.key_file go together".into(),
+            ));
+        }
+        if self.tls.client_ca_file.is_some() && !self.tls.is_enabled() {
+            return Err(ConfigError(
+                "tls.client_ca_file needs tls.cert_file and tls.key_file".into(),
+            ));
+        }
+        let uses_identities = self.auth.callers.iter().any(|c| !c.identities.is_empty());
+        if uses_identities && self.tls.client_ca_file.is_none() {
+            return Err(ConfigError(
+                "auth.callers with identities need tls.client_ca_file to verify client certificates".into(),
+            ));
+        }
+        crate::access::Policy::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
         Ok(())
+    }
+
+    /// Whether callers must authenticate (some caller is configured).
+    pub fn has_authentication(&self) -> bool {
+        !self.auth.callers.is_empty()
+    }
+
+    /// A server without authentication may only listen on loopback, unless
+    /// the operator said `--insecure`.
+    pub fn check_exposure(&self, listen: SocketAddr, insecure: bool) -> Result<(), ConfigError> {
+        if self.has_authentication() || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        if insecure {
+            tracing::warn!(%listen, "serving WITHOUT authentication on a non-loopback address (--insecure): anyone who can reach it can issue and revoke tokens");
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "refusing to listen on {listen} without authentication: configure [[auth.callers]] (bearer keys or client certificates), listen on a loopback address, or pass --insecure"
+        )))
     }
 }

@@ -1,0 +1,212 @@
+//! The configured callers: how each is recognised, which RPCs it may call,
+//! which tenants it may act on, and its own rate limit.
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::bearer::BearerKeyDigest;
+use super::permission::Permission;
+use crate::config::access::{AuthConfig, ALL_TENANTS};
+use crate::config::rate::Rate;
+use crate::domain::caller::{Caller, TenantScope};
+
+/// A recognised caller and what it was granted.
+#[derive(Debug)]
+pub struct AuthenticatedCaller {
+    pub caller: Caller,
+    permissions: HashSet<Permission>,
+    pub rate: Option<Rate>,
+}
+
+impl AuthenticatedCaller {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&Permission::All) || self.permissions.contains(&permission)
+    }
+}
+
+/// Why a request was refused before reaching its RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// No bearer key and no client certificate that names a caller.
+    CredentialsMissing,
+    /// A bearer key (or `authorization` value) that matches no caller.
+    CredentialsInvalid,
+    /// A known caller without the RPC's permission.
+    PermissionNotGranted,
+}
+
+impl Denial {
+    /// Machine-readable reason (google.rpc.ErrorInfo.reason).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denial::CredentialsMissing => "CREDENTIALS_MISSING",
+            Denial::CredentialsInvalid => "CREDENTIALS_INVALID",
+            Denial::PermissionNotGranted => "PERMISSION_NOT_GRANTED",
+        }
+    }
+
+    /// UNAUTHENTICATED (who are you?) rather than PERMISSION_DENIED.
+    pub fn is_authentication(self) -> bool {
+        !matches!(self, Denial::PermissionNotGranted)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("auth.callers: {0}")]
+pub struct PolicyError(String);
+
+#[derive(Debug, Default)]
+pub struct Policy {
+    callers: Vec<Arc<AuthenticatedCaller>>,
+    by_key: HashMap<BearerKeyDigest, usize>,
+    by_identity: HashMap<String, usize>,
+}
+
+impl Policy {
+    pub fn new(config: &AuthConfig) -> Result<Self, PolicyError> {
+        let mut policy = Policy::default();
+        let mut names = HashSet::new();
+        for (index, c) in config.callers.iter().enumerate() {
+            let err = |what: String| PolicyError(format!("caller {:?}: {what}", c.name));
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return Err(err("names must be unique and not empty".into()));
+            }
+            if c.key_sha256.is_empty() && c.identities.is_empty() {
+                return Err(err("needs key_sha256 or identities".into()));
+            }
+            if c.permissions.is_empty() {
+                return Err(err("grants no permissions".into()));
+            }
+            for hex in &c.key_sha256 {
+                let digest = BearerKeyDigest::from_hex(hex)
+                    .ok_or_else(|| err(format!("{hex:?} is not a SHA-256 in hex")))?;
+                if policy.by_key.insert(digest, index).is_some() {
+                    return Err(err("a key digest is listed twice".into()));
+                }
+            }
+            for identity in &c.identities {
+                if policy.by_identity.insert(identity.clone(), index).is_some() {
+                    return Err(err(format!("identity {identity:?} is listed twice")));
+                }
+            }
+            let tenants = if c.tenants.iter().any(|t| t == ALL_TENANTS) {
+                TenantScope::All
+            } else if c.tenants.is_empty() {
+                return Err(err("tenants is empty (use [\"*\"] for every tenant)".into()));
+            } else {
+                TenantScope::Only(Arc::new(c.tenants.iter().cloned().collect::<BTreeSet<_>>()))
+            };
+            policy.callers.push(Arc::new(AuthenticatedCaller {
+                caller: Caller {
+                    name: Arc::from(c.name.as_str()),
+                    tenants,
+                },
+                permissions: c.permissions.iter().copied().collect(),
+                rate: c.rate,
+            }));
+        }
+        Ok(policy)
+    }
+
+    /// Whether any caller is configured. Without callers the server has no
+    /// authentication: it serves everyone as `Caller::anonymous()`.
+    pub fn is_enabled(&self) -> bool {
+        !self.callers.is_empty()
+    }
+
+    /// Whether some caller is recognised by its client certificate.
+    pub fn uses_certificates(&self) -> bool {
+        !self.by_identity.is_empty()
+    }
+
+    /// The caller a bearer key or certificate identities name. A bearer key,
+    /// if present, decides: a wrong key is refused even with a good certificate.
+    pub fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        identities: &[String],
+    ) -> Result<Arc<AuthenticatedCaller>, Denial> {
+        let index = match bearer {
+            Some(key) => *self
+                .by_key
+                .get(&BearerKeyDigest::of(key))
+                .ok_or(Denial::CredentialsInvalid)?,
+            None => *identities
+                .iter()
+                .find_map(|id| self.by_identity.get(id))
+                .ok_or(Denial::CredentialsMissing)?,
+        };
+        Ok(self.callers[index].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::access::CallerConfig;
+
+    fn caller(
+        name: &str,
+        key: &str,
+        permissions: Vec<Permission>,
+        tenants: &[&str],
+    ) -> CallerConfig {
+        CallerConfig {
+            name: name.into(),
+            key_sha256: vec![BearerKeyDigest::of(key).to_hex()],
+            identities: vec![format!("spiffe://test/{name}")],
+            permissions,
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            rate: None,
+        }
+    }
+
+    #[test]
+    fn keys_and_identities_name_their_caller() {
+        let policy = Policy::new(&AuthConfig {
+            callers: vec![
+                caller("login", "k1", vec![Permission::Issue], &["acme"]),
+                caller("admin", "k2", vec![Permission::All], &["*"]),
+            ],
+        })
+        .unwrap();
+        let login = policy.authenticate(Some("k1"), &[]).unwrap();
+        assert_eq!(&*login.caller.name, "login");
+        assert!(login.may(Permission::Issue) && !login.may(Permission::Refresh));
+        assert!(login.caller.may_act_on("acme") && !login.caller.may_act_on("globex"));
+        let admin = policy
+            .authenticate(None, &["spiffe://test/admin".into()])
+            .unwrap();
+        assert!(admin.may(Permission::RotateSigningKey) && admin.caller.may_act_on("x"));
+        assert_eq!(
+            policy
+                .authenticate(Some("k3"), &["spiffe://test/admin".into()])
+                .unwrap_err(),
+            Denial::CredentialsInvalid
+        );
+        assert_eq!(
+            policy
+                .authenticate(None, &["spiffe://test/other".into()])
+                .unwrap_err(),
+            Denial::CredentialsMissing
+        );
+    }
+
+    #[test]
+    fn ambiguous_or_empty_callers_are_refused() {
+        let dup = AuthConfig {
+            callers: vec![
+                caller("a", "k", vec![Permission::Issue], &["*"]),
+                caller("b", "k", vec![Permission::Issue], &["*"]),
+            ],
+        };
+        assert!(Policy::new(&dup).is_err());
+        let none = AuthConfig {
+            callers: vec![caller("a", "k", vec![], &["*"])],
+        };
+        assert!(Policy::new(&none).is_err());
+        let no_tenants = AuthConfig {
+            callers: vec![caller("a", "k", vec![Permission::Issue], &[])],
+        };
+        assert!(Policy::new(&no_tenants).is_err());
+    }
+}

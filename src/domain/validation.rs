@@ -1,0 +1,31 @@
+//! What serves token validation: the authority itself, or a sidecar that
+//! holds a copy of the authority's keys and revocations. The transport
+//! serves Validate, GetJwks, WatchRevocations and Envoy's Check through this.
+use super::caller::Caller;
+use super::error::Result;
+use super::model::{ValidateRequest, ValidatedToken};
+use super::validator::Validator;
+use crate::clock::Millis;
+
+pub trait TokenValidation: Send + Sync + 'static {
+    fn validate(&self, caller: &Caller, req: &ValidateRequest) -> Result<ValidatedToken>;
+
+    /// The validator holding keys and revocations (for JWKS and streaming).
+    fn validator(&self) -> &Validator;
+
+    fn now(&self) -> Millis;
+}
+
+impl TokenValidation for super::Authority {
+    fn validate(&self, caller: &Caller, req: &ValidateRequest) -> Result<ValidatedToken> {
+        super::Authority::validate(self, caller, req)
+    }
+
+    fn validator(&self) -> &Validator {
+        super::Authority::validator(self)
+    }
+
+    fn now(&self) -> Millis {
+        super::Authority::now(self)
+    }
+}

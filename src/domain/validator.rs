@@ -1,0 +1,157 @@
+//! Validation of access tokens from memory: the verifying keys, the
+//! sessions revoked recently enough to matter, and a cache of tokens whose
+//! signature already checked out. The authority keeps one in step with the
+//! database; a sidecar keeps one in step with the authority.
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use super::access_token;
+use super::caller::Caller;
+use super::error::{Error, Result};
+use super::input;
+use super::keys::VerifyingKeys;
+use super::model::{ValidateRequest, ValidatedToken};
+use super::revocation_feed::RevocationFeed;
+use super::revocations::RevokedSessions;
+use super::verified_tokens::{VerifiedToken, VerifiedTokens};
+use crate::clock::Millis;
+
+pub struct Validator {
+    issuer: String,
+    keys: RwLock<Arc<VerifyingKeys>>,
+    revoked: RevokedSessions,
+    verified: VerifiedTokens,
+    feed: RevocationFeed,
+}
+
+impl Validator {
+    pub fn new(issuer: String, cache_capacity: usize) -> Self {
+        Self {
+            issuer,
+            keys: RwLock::new(Arc::new(VerifyingKeys::default())),
+            revoked: RevokedSessions::default(),
+            verified: VerifiedTokens::new(cache_capacity),
+            feed: RevocationFeed::default(),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signature, type, issuer, lifetime, the caller's tenants, the expected
+    /// audience and tenant, and revocation of the session.
+    pub fn validate(
+        &self,
+        caller: &Caller,
+        req: &ValidateRequest,
+        now: Millis,
+    ) -> Result<ValidatedToken> {
+        input::token("access_token", &req.access_token, input::MAX_ACCESS_TOKEN)?;
+        input::optional_text(
+            "expected_audience",
+            &req.expected_audience,
+            input::MAX_AUDIENCE,
+        )?;
+        input::optional_text(
+            "expected_tenant_id",
+            &req.expected_tenant_id,
+            input::MAX_TENANT_ID,
+        )?;
+        let key = VerifiedTokens::key(&req.access_token);
+        let verified = match self.verified.get(&key) {
+            Some(hit) => {
+                access_token::check_lifetime(&hit.claims, now)?;
+                hit
+            }
+            None => {
+                let keys = self.keys();
+                let checked = access_token::verify(&keys, &self.issuer, &req.access_token, now)?;
+                let session =
+                    Uuid::try_parse(&checked.claims.sid).map_err(|_| Error::TokenInvalid)?;
+                let fresh = Arc::new(VerifiedToken {
+                    claims: checked.claims,
+                    kid: checked.kid,
+                    session,
+                });
+                // A revoked session's token is never cached, so that the
+                // cache only ever holds tokens that were valid when added.
+                if !self.revoked.contains(&session) {
+                    self.verified
+                        .insert(key, fresh.clone(), now.div_euclid(1000));
+                }
+                fresh
+            }
+        };
+        let claims = &verified.claims;
+        caller.check_tenant(&claims.tenant)?;
+        if !req.expected_tenant_id.is_empty() && claims.tenant != req.expected_tenant_id {
+            return Err(Error::TenantMismatch);
+        }
+        if !req.expected_audience.is_empty() && claims.aud != req.expected_audience {
+            return Err(Error::AudienceMismatch);
+        }
+        if self.revoked.contains(&verified.session) {
+            return Err(Error::SessionRevoked);
+        }
+        Ok(ValidatedToken {
+            claims: claims.clone(),
+            key_id: verified.kid.clone(),
+        })
+    }
+
+    pub fn keys(&self) -> Arc<VerifyingKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the verifying keys. If a key went away, cached tokens it
+    /// signed must not validate any more: the cache starts over.
+    pub fn set_keys(&self, keys: Arc<VerifyingKeys>) {
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if !keys.contains_all_of(&current) {
+            self.verified.clear();
+        }
+        let changed = keys.public_keys() != current.public_keys();
+        *current = keys;
+        drop(current);
+        if changed {
+            self.feed.keys_changed();
+        }
+    }
+
+    /// Records revoked sessions, each relevant until the given time (after
+    /// which none of its access tokens can be alive). Returns those that
+    /// were not known, or known with an earlier deadline.
+    pub fn revoke(&self, sessions: &[(Uuid, Millis)]) -> Vec<(Uuid, Millis)> {
+        let changed: Vec<_> = sessions
+            .iter()
+            .copied()
+            .filter(|(id, until)| self.revoked.insert(*id, *until))
+            .collect();
+        let dropped: HashSet<Uuid> = changed.iter().map(|(id, _)| *id).collect();
+        self.verified.drop_sessions(&dropped);
+        self.feed.revoked(&changed);
+        changed
+    }
+
+    /// What WatchRevocations streams.
+    pub fn feed(&self) -> &RevocationFeed {
+        &self.feed
+    }
+
+    pub fn revoked_sessions(&self) -> &RevokedSessions {
+        &self.revoked
+    }
+
+    /// Forgets revocations that no longer matter at `now`.
+    pub fn prune(&self, now: Millis) -> usize {
+        self.feed.prune(now);
+        self.revoked.prune(now)
+    }
+
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
+    }
+}

@@ -1,0 +1,164 @@
+//! Sidecar mode: a local validator that holds a copy of the authority's key
+//! set and revocations, kept in step by WatchRevocations, and serves
+//! Validate and Envoy's Check with no call upstream per request. If the
+//! authority is unreachable it keeps validating with what it has, for at
+//! most `sidecar.max_staleness`; after that it fails closed (UNAVAILABLE).
+mod run;
+mod upstream;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use run::serve;
+pub use upstream::{Upstream, UpstreamError};
+
+use crate::clock::{Millis, SharedClock};
+use crate::domain::caller::Caller;
+use crate::domain::error::{Error, Result};
+use crate::domain::keys::{PublicKey, VerifyingKeys};
+use crate::domain::model::{ValidateRequest, ValidatedToken};
+use crate::domain::validation::TokenValidation;
+use crate::domain::validator::Validator;
+
+#[derive(Debug, Default)]
+struct Link {
+    connected: bool,
+    /// When anything last arrived from upstream (heartbeats included).
+    last_heard: Option<Instant>,
+    synced: bool,
+}
+
+pub struct Sidecar {
+    validator: Validator,
+    clock: SharedClock,
+    max_staleness: Duration,
+    link: Mutex<Link>,
+}
+
+/// How the sidecar stands with its upstream, for health reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarStatus {
+    /// A key set has been received.
+    pub synced: bool,
+    /// A WatchRevocations stream is open.
+    pub upstream_connected: bool,
+    /// Time since anything arrived from upstream.
+    pub stale_for: Option<Duration>,
+    pub max_staleness: Duration,
+    pub revoked_sessions: usize,
+    pub keys: usize,
+}
+
+impl SidecarStatus {
+    /// Validations are answered (from state recent enough).
+    pub fn serving(&self) -> bool {
+        self.synced && self.stale_for.is_some_and(|s| s <= self.max_staleness)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let state = match (self.serving(), self.upstream_connected) {
+            (true, true) => "serving",
+            (true, false) => "degraded: upstream unreachable, validating with cached state",
+            (false, _) if !self.synced => "not serving: no key set received yet",
+            (false, _) => "not serving: cached state too old",
+        };
+        serde_json::json!({
+            "status": state,
+            "serving": self.serving(),
+            "upstream_connected": self.upstream_connected,
+            "stale_for_ms": self.stale_for.map(|d| d.as_millis() as u64),
+            "max_staleness_ms": self.max_staleness.as_millis() as u64,
+            "revoked_sessions": self.revoked_sessions,
+            "keys": self.keys,
+        })
+    }
+}
+
+impl Sidecar {
+    pub fn new(issuer: String, cache: usize, max_staleness: Duration, clock: SharedClock) -> Self {
+        Self {
+            validator: Validator::new(issuer, cache),
+            clock,
+            max_staleness,
+            link: Mutex::new(Link::default()),
+        }
+    }
+
+    pub fn status(&self) -> SidecarStatus {
+        let link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        SidecarStatus {
+            synced: link.synced,
+            upstream_connected: link.connected,
+            stale_for: link.last_heard.map(|at| at.elapsed()),
+            max_staleness: self.max_staleness,
+            revoked_sessions: self.validator.revoked_sessions().len(),
+            keys: self.validator.keys().public_keys().len(),
+        }
+    }
+
+    fn check_fresh(&self) -> Result<()> {
+        let status = self.status();
+        if !status.synced {
+            return Err(Error::NotSynced);
+        }
+        match status.stale_for {
+            Some(stale_for) if stale_for > self.max_staleness => Err(Error::Stale { stale_for }),
+            _ => Ok(()),
+        }
+    }
+
+    fn connected(&self, connected: bool) {
+        self.link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .connected = connected;
+    }
+
+    fn heard_from_upstream(&self) {
+        self.link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_heard = Some(Instant::now());
+    }
+
+    fn apply_keys(&self, keys: Vec<PublicKey>) {
+        if keys.is_empty() {
+            // Never trade a working key set for an empty one.
+            tracing::warn!("upstream sent an empty key set; keeping the current one");
+            return;
+        }
+        self.validator.set_keys(Arc::new(VerifyingKeys::new(keys)));
+        self.link.lock().unwrap_or_else(|p| p.into_inner()).synced = true;
+    }
+
+    fn apply_revocations(&self, sessions: &[(uuid::Uuid, Millis)]) {
+        let now = self.clock.now_millis();
+        let relevant: Vec<_> = sessions
+            .iter()
+            .copied()
+            .filter(|(_, until)| *until > now)
+            .collect();
+        self.validator.revoke(&relevant);
+    }
+
+    /// Forgets revocations that no longer matter.
+    pub fn prune(&self) {
+        self.validator.prune(self.clock.now_millis());
+    }
+}
+
+impl TokenValidation for Sidecar {
+    fn validate(&self, caller: &Caller, req: &ValidateRequest) -> Result<ValidatedToken> {
+        self.check_fresh()?;
+        self.validator
+            .validate(caller, req, self.clock.now_millis())
+    }
+
+    fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs a sidecar: follows the upstream, serves Validate, Check, GetJwks
+//! and WatchRevocations from the local copy, and reports its state in
+//! gRPC health (`token_authority.v1.Upstream` is NOT_SERVING while the
+//! authority is unreachable; the overall status only once the cached state
+//! is too old to use) and on `/healthz`.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+
+use super::upstream::{self, Upstream};
+use super::Sidecar;
+use crate::app::{stopped_signal, AppError};
+use crate::config::Config;
+use crate::transport::access_layer::AccessControl;
+use crate::transport::http::{self, HttpSettings};
+use crate::transport::{self, set_serving, GrpcServer, TokenAuthorityService};
+
+/// The health service name that tracks the link to the authority.
+pub const UPSTREAM_HEALTH: &str = "token_authority.v1.Upstream";
+
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+pub async fn serve(
+    sidecar: Arc<Sidecar>,
+    upstream: Upstream,
+    config: &Config,
+    telemetry: &crate::telemetry::Telemetry,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let follower = tokio::spawn(upstream::follow(sidecar.clone(), upstream, stopped.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reporter = {
+        let (sidecar, health, mut stopped) = (sidecar.clone(), health.clone(), stopped.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(STATUS_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                sidecar.prune();
+                let status = sidecar.status();
+                set_serving(&health, status.serving()).await;
+                let link = if status.upstream_connected {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health.set_service_status(UPSTREAM_HEALTH, link).await;
+            }
+        })
+    };
+
+    let http = http_listener
+        .map(|listener| {
+            let public_url = config
+                .http
+                .public_url
+                .clone()
+                .map_or_else(|| listener.local_addr().map(|a| format!("http://{a}")), Ok)?;
+            let settings = HttpSettings {
+                issuer: config.tokens.issuer.clone(),
+                public_url,
+                jwks_max_age: config.http.jwks_max_age,
+            };
+            let probe_sidecar = sidecar.clone();
+            let probe: http::HealthProbe = Arc::new(move || {
+                let status = probe_sidecar.status();
+                (status.serving(), status.to_json())
+            });
+            Ok::<_, std::io::Error>(tokio::spawn(http::serve(
+                sidecar.clone(),
+                settings,
+                probe,
+                listener,
+                stopped_signal(stopped.clone()),
+            )))
+        })
+        .transpose()?;
+
+    let access = AccessControl::new(config, None, Arc::new(crate::clock::SystemClock))?;
+    let server = GrpcServer {
+        telemetry,
+        access: Arc::new(access),
+        tls: transport::tls_config(&config.tls)?,
+        request_timeout: config.request_timeout,
+    };
+    let service = TokenAuthorityService::validation_only(sidecar.clone(), config.watch_heartbeat);
+    let routes =
+        transport::validation_routes(service, sidecar.clone(), config.tokens.issuer.clone())
+            .add_service(health_service);
+    let served = server
+        .run(routes, listener, stopped_signal(stopped.clone()))
+        .await;
+    let http_served = match http {
+        Some(task) => task.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    };
+    let _ = follower.await;
+    reporter.abort();
+    served?;
+    http_served?;
+    Ok(())
+}

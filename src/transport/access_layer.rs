@@ -1,0 +1,262 @@
+//! Admission of every request, before its message is decoded: metadata
+//! size, authentication (bearer key or client certificate), the RPC's
+//! permission, and the caller's rate limit. A refusal is a gRPC status with
+//! a reason, and an audit event. An admitted request carries its `Caller`
+//! (in the request extensions) to the service, which passes it to the
+//! domain for tenant checks.
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::codegen::http::{self, HeaderMap};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::status;
+use crate::access::{self, AuthenticatedCaller, Denial, Policy, PolicyError, Required};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::domain::caller::Caller;
+use crate::jobs::audit_writer::AuditQueue;
+use crate::rate_limit::KeyedLimiter;
+use crate::storage::audit::{AuditKind, OwnedAuditEvent};
+
+/// Longest `authorization` value accepted (a bearer key is 47 bytes).
+const MAX_AUTHORIZATION: usize = 1024;
+
+pub struct AccessControl {
+    policy: Policy,
+    /// Per caller name (or per peer IP when unauthenticated).
+    default_rate: Option<KeyedLimiter<String>>,
+    /// Callers with a rate of their own.
+    own_rates: HashMap<Arc<str>, KeyedLimiter<()>>,
+    max_metadata_bytes: usize,
+    audit: Option<AuditQueue>,
+    clock: SharedClock,
+}
+
+impl AccessControl {
+    pub fn new(
+        config: &Config,
+        audit: Option<AuditQueue>,
+        clock: SharedClock,
+    ) -> Result<Self, PolicyError> {
+        let policy = Policy::new(&config.auth)?;
+        let own_rates = config
+            .auth
+            .callers
+            .iter()
+            .filter_map(|c| {
+                let rate = c.rate?;
+                Some((
+                    Arc::from(c.name.as_str()),
+                    KeyedLimiter::new(rate, clock.clone()),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            policy,
+            default_rate: config
+                .limits
+                .caller_rate
+                .map(|rate| KeyedLimiter::new(rate, clock.clone())),
+            own_rates,
+            max_metadata_bytes: config.limits.max_metadata_bytes,
+            audit,
+            clock,
+        })
+    }
+
+    /// Drops rate-limit state of callers idle long enough to be back to a
+    /// full allowance (bounds memory under many distinct peers).
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.default_rate {
+            limiter.forget_idle();
+        }
+        self.own_rates.values().for_each(KeyedLimiter::forget_idle);
+    }
+
+    fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
+        let path = request.uri().path();
+        let required = Required::for_path(path);
+        let method = path.rsplit('/').next().unwrap_or_default().to_owned();
+        let metadata_bytes: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if metadata_bytes > self.max_metadata_bytes {
+            return Err(status::invalid_metadata(
+                "metadata",
+                format!(
+                    "request metadata must be at most {} bytes",
+                    self.max_metadata_bytes
+                ),
+            ));
+        }
+        if required == Required::Open {
+            return Ok(());
+        }
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.ip());
+        let caller = if self.policy.is_enabled() {
+            match self.authenticate(request) {
+                Ok(caller) => caller,
+                Err(denial) => {
+                    // Unauthenticated requests share their peer's allowance,
+                    // so that a flood of them is cut short before auditing.
+                    self.check_rate(None, peer)?;
+                    self.refuse(denial, &method, None, peer);
+                    return Err(status::denied(denial, &method));
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(caller), Required::Permission(permission)) = (&caller, required) {
+            if !caller.may(permission) {
+                let denial = Denial::PermissionNotGranted;
+                self.refuse(denial, &method, Some(&caller.caller), peer);
+                return Err(status::denied(denial, &method));
+            }
+        }
+        self.check_rate(caller.as_deref(), peer)?;
+        let caller = caller.map_or_else(Caller::anonymous, |c| c.caller.clone());
+        request.extensions_mut().insert(caller);
+        Ok(())
+    }
+
+    fn authenticate<B>(
+        &self,
+        request: &http::Request<B>,
+    ) -> Result<Option<Arc<AuthenticatedCaller>>, Denial> {
+        let bearer = bearer_key(request.headers())?;
+        let identities = if self.policy.uses_certificates() {
+            client_certificate_identities(request)
+        } else {
+            Vec::new()
+        };
+        self.policy.authenticate(bearer, &identities).map(Some)
+    }
+
+    fn check_rate(
+        &self,
+        caller: Option<&AuthenticatedCaller>,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Status> {
+        let outcome = match caller {
+            Some(c) => match self.own_rates.get(&c.caller.name) {
+                Some(limiter) => limiter.check(&()),
+                None => self
+                    .default_rate
+                    .as_ref()
+                    .map_or(Ok(()), |l| l.check(&c.caller.name.to_string())),
+            },
+            None => self.default_rate.as_ref().map_or(Ok(()), |l| {
+                l.check(&peer.map_or_else(|| "peer:unknown".to_owned(), |ip| format!("peer:{ip}")))
+            }),
+        };
+        outcome.map_err(status::caller_rate_limited)
+    }
+
+    fn refuse(&self, denial: Denial, method: &str, caller: Option<&Caller>, peer: Option<IpAddr>) {
+        let who = caller.map_or("unauthenticated", |c| &*c.name);
+        let peer = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        tracing::warn!(target: "token_authority::audit", caller = %who, %method, %peer, reason = denial.reason(), "request refused");
+        if let Some(audit) = &self.audit {
+            audit.record(OwnedAuditEvent {
+                at: self.clock.now_millis(),
+                kind: AuditKind::AccessDenied,
+                tenant_id: String::new(),
+                subject: who.to_owned(),
+                session_id: None,
+                detail: Some(format!("{method}: {} from {peer}", denial.reason())),
+            });
+        }
+    }
+}
+
+/// The key of an `authorization: Bearer <key>` header, if there is one.
+fn bearer_key(headers: &HeaderMap) -> Result<Option<&str>, Denial> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_AUTHORIZATION {
+        return Err(Denial::CredentialsInvalid);
+    }
+    let value = value.to_str().map_err(|_| Denial::CredentialsInvalid)?;
+    let (scheme, key) = value.split_once(' ').ok_or(Denial::CredentialsInvalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
+        return Err(Denial::CredentialsInvalid);
+    }
+    Ok(Some(key.trim()))
+}
+
+fn client_certificate_identities<B>(request: &http::Request<B>) -> Vec<String> {
+    request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+        .and_then(|chain| chain.first().map(|leaf| access::identities(leaf.as_ref())))
+        .unwrap_or_default()
+}
+
+#[derive(Clone)]
+pub struct AccessLayer(pub Arc<AccessControl>);
+
+impl<S> Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            control: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    control: Arc<AccessControl>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AccessService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        match self.control.admit(&mut request) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// The caller the access layer admitted. Missing only if the layer was
+/// not installed: fail closed.
+pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::internal("request was not admitted by the access layer"))
+}

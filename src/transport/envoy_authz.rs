@@ -1,0 +1,199 @@
+//! Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`):
+//! the bearer token of the HTTP request Envoy is deciding on is validated
+//! like Validate. Allowed requests go upstream with the token's subject,
+//! tenant, scopes and session as headers; denied ones get 401 or 403 with a
+//! `WWW-Authenticate` challenge (RFC 6750). Per-route expectations come from
+//! Envoy's `context_extensions`: `audience` and `tenant`.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::rpc;
+use tonic::{Code, Request, Response, Status};
+
+use super::access_layer::caller_of;
+use super::status::to_status;
+use crate::domain::model::{ValidateRequest, ValidatedToken};
+use crate::domain::validation::TokenValidation;
+use crate::domain::{Error, ErrorKind};
+
+/// Headers set on allowed requests (any client-sent value is overwritten).
+pub const SUBJECT_HEADER: &str = "x-auth-subject";
+pub const TENANT_HEADER: &str = "x-auth-tenant";
+pub const SCOPES_HEADER: &str = "x-auth-scopes";
+pub const SESSION_HEADER: &str = "x-auth-session-id";
+
+pub struct ExtAuthz {
+    validation: Arc<dyn TokenValidation>,
+    realm: String,
+}
+
+impl ExtAuthz {
+    pub fn new(validation: Arc<dyn TokenValidation>, realm: String) -> Self {
+        Self { validation, realm }
+    }
+
+    fn deny(&self, error: &Error) -> CheckResponse {
+        let (http, grpc, oauth) = match error.kind() {
+            ErrorKind::PermissionDenied => (
+                StatusCode::Forbidden,
+                Code::PermissionDenied,
+                "insufficient_scope",
+            ),
+            ErrorKind::InvalidArgument => (
+                StatusCode::Unauthorized,
+                Code::Unauthenticated,
+                "invalid_request",
+            ),
+            _ => (
+                StatusCode::Unauthorized,
+                Code::Unauthenticated,
+                "invalid_token",
+            ),
+        };
+        let challenge = match error {
+            // No token at all: a bare challenge (RFC 6750 §3.1).
+            Error::InvalidArgument {
+                field: "authorization",
+                ..
+            } => {
+                format!("Bearer realm=\"{}\"", self.realm)
+            }
+            _ => format!(
+                "Bearer realm=\"{}\", error=\"{oauth}\", error_description=\"{}\"",
+                self.realm,
+                error.reason()
+            ),
+        };
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: grpc as i32,
+                message: error.to_string(),
+                details: Vec::new(),
+            }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus { code: http as i32 }),
+                headers: vec![header("www-authenticate", challenge)],
+                body: String::new(),
+            })),
+            ..Default::default()
+        }
+    }
+}
+
+fn allow(token: ValidatedToken) -> CheckResponse {
+    let c = token.claims;
+    CheckResponse {
+        status: Some(rpc::Status::default()),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: vec![
+                header(SUBJECT_HEADER, c.sub),
+                header(TENANT_HEADER, c.tenant),
+                header(SCOPES_HEADER, c.scope),
+                header(SESSION_HEADER, c.sid),
+            ],
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A header that replaces any value the client sent. `append: false` as
+/// well as the action: Envoy versions before 1.37 ignore `append_action` here.
+#[allow(deprecated)]
+fn header(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value,
+            ..Default::default()
+        }),
+        append: Some(BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// The token of the `authorization: Bearer …` header (any case of name and
+/// scheme), or INVALID_ARGUMENT naming `authorization`.
+fn bearer_token(headers: &HashMap<String, String>) -> Result<String, Error> {
+    let value = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.trim())
+        .ok_or_else(|| Error::invalid("authorization", "no bearer token"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(Error::invalid("authorization", "not a bearer token")),
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let attributes = request.into_inner().attributes.unwrap_or_default();
+        let empty = HashMap::new();
+        let headers = attributes
+            .request
+            .as_ref()
+            .and_then(|r| r.http.as_ref())
+            .map_or(&empty, |http| &http.headers);
+        let context = &attributes.context_extensions;
+        let expected = |key: &str| context.get(key).cloned().unwrap_or_default();
+        let outcome = bearer_token(headers).and_then(|access_token| {
+            self.validation.validate(
+                &caller,
+                &ValidateRequest {
+                    access_token,
+                    expected_audience: expected("audience"),
+                    expected_tenant_id: expected("tenant"),
+                },
+            )
+        });
+        match outcome {
+            Ok(token) => Ok(Response::new(allow(token))),
+            // Not a verdict on the token: let Envoy's failure mode decide.
+            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+                Err(to_status(e))
+            }
+            Err(e) => Ok(Response::new(self.deny(&e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_found_in_any_case() {
+        let h = |k: &str, v: &str| HashMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(
+            bearer_token(&h("authorization", "Bearer abc")).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            bearer_token(&h("Authorization", "bearer  abc ")).unwrap(),
+            "abc"
+        );
+        assert!(bearer_token(&h("authorization", "Basic abc")).is_err());
+        assert!(bearer_token(&h("authorization", "Bearer ")).is_err());
+        assert!(bearer_token(&HashMap::new()).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP listener: the key set for standard JWT libraries and Envoy's
+//! `jwt_authn` (`/.well-known/jwks.json`), a minimal OpenID discovery
+//! document, and `/healthz`. Read-only and public: no authentication.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::domain::keys::jwk::JwkSet;
+use crate::domain::validation::TokenValidation;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// What `/healthz` reports: whether to answer 200, and a JSON body.
+pub type HealthProbe = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
+
+pub struct HttpSettings {
+    pub issuer: String,
+    /// Base URL of this listener as clients reach it, for `jwks_uri`.
+    pub public_url: String,
+    pub jwks_max_age: Duration,
+}
+
+struct HttpState {
+    validation: Arc<dyn TokenValidation>,
+    settings: HttpSettings,
+    health: HealthProbe,
+}
+
+pub async fn serve(
+    validation: Arc<dyn TokenValidation>,
+    settings: HttpSettings,
+    health: HealthProbe,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Arc::new(HttpState {
+        validation,
+        settings,
+        health,
+    });
+    let router = Router::new()
+        .route(JWKS_PATH, get(jwks))
+        .route(DISCOVERY_PATH, get(discovery))
+        .route("/healthz", get(healthz))
+        .with_state(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn jwks(State(state): State<Arc<HttpState>>, request: HeaderMap) -> Response {
+    let keys = state.validation.validator().keys();
+    let body = serde_json::to_vec(&JwkSet::of(keys.public_keys())).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+    let etag = format!(
+        "\"{}\"",
+        digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let cache = format!(
+        "public, max-age={}, must-revalidate",
+        state.settings.jwks_max_age.as_secs()
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    let unchanged = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (StatusCode::OK, headers, body).into_response()
+}
+
+async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
+    let base = state.settings.public_url.trim_end_matches('/');
+    let algorithms: std::collections::BTreeSet<&str> = ["EdDSA", "ES256"].into();
+    let document = serde_json::json!({
+        "issuer": state.settings.issuer,
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "id_token_signing_alg_values_supported": algorithms,
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        document.to_string(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
+    let (ok, body) = (state.health)();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
