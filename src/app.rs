@@ -167,7 +167,7 @@ impl App {
             &self.config,
             server,
             listener,
-            stopped_signal(servers_stopped),
+            servers_stopped,
         )
         .await;
         let http_served = match http {

@@ -18,6 +18,21 @@ pub enum Permission {
     All,
 }
 
+impl Permission {
+    /// RPCs whose effect or answer covers every tenant: the revocation
+    /// stream (every tenant's revoked sessions) and signing keys (shared by
+    /// all tenants). `*` includes them.
+    pub fn spans_tenants(self) -> bool {
+        matches!(
+            self,
+            Permission::WatchRevocations
+                | Permission::RotateSigningKey
+                | Permission::ListSigningKeys
+                | Permission::All
+        )
+    }
+}
+
 /// What a gRPC method needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Required {

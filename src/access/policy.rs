@@ -92,6 +92,10 @@ impl Policy {
                 TenantScope::All
             } else if c.tenants.is_empty() {
                 return Err(err("tenants is empty (use [\"*\"] for every tenant)".into()));
+            } else if let Some(global) = c.permissions.iter().find(|p| p.spans_tenants()) {
+                return Err(err(format!(
+                    "{global:?} acts on every tenant: grant it only with tenants = [\"*\"]"
+                )));
             } else {
                 TenantScope::Only(Arc::new(c.tenants.iter().cloned().collect::<BTreeSet<_>>()))
             };
@@ -208,5 +212,30 @@ mod tests {
             callers: vec![caller("a", "k", vec![Permission::Issue], &[])],
         };
         assert!(Policy::new(&no_tenants).is_err());
+    }
+
+    #[test]
+    fn permissions_that_span_tenants_need_every_tenant() {
+        for global in [
+            Permission::WatchRevocations,
+            Permission::RotateSigningKey,
+            Permission::ListSigningKeys,
+            Permission::All,
+        ] {
+            let limited = AuthConfig {
+                callers: vec![caller(
+                    "a",
+                    "k",
+                    vec![Permission::Validate, global],
+                    &["acme"],
+                )],
+            };
+            let err = Policy::new(&limited).unwrap_err().to_string();
+            assert!(err.contains("acts on every tenant"), "{err}");
+            let everywhere = AuthConfig {
+                callers: vec![caller("a", "k", vec![global], &["*"])],
+            };
+            assert!(Policy::new(&everywhere).is_ok());
+        }
     }
 }

@@ -133,7 +133,8 @@ pub fn new_stored_key(
     })
 }
 
-/// Adds a key when `condition` holds; returns its kid if it was added.
+/// Adds a key when `condition` holds; returns its kid and activation time
+/// if it was added.
 pub async fn add_key(
     store: &Store,
     kek: &Kek,
@@ -141,10 +142,13 @@ pub async fn add_key(
     now: Millis,
     activates_at: Millis,
     condition: AddKeyIf,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, Millis)>> {
     let key = new_stored_key(kek, algorithm, now, activates_at)?;
     let kid = key.kid.clone();
-    Ok(store.add_signing_key(key, condition).await?.then_some(kid))
+    Ok(store
+        .add_signing_key(key, condition)
+        .await?
+        .map(|activates_at| (kid, activates_at)))
 }
 
 /// The refresh-token root secret, created on first start; sealed at rest.

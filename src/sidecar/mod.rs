@@ -84,6 +84,10 @@ impl Sidecar {
         }
     }
 
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+
     pub fn status(&self) -> SidecarStatus {
         let link = self.link.lock().unwrap_or_else(|p| p.into_inner());
         SidecarStatus {

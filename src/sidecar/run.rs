@@ -90,17 +90,26 @@ pub async fn serve(
         })
         .transpose()?;
 
-    let access = AccessControl::new(config, None, Arc::new(crate::clock::SystemClock))?;
+    let access = Arc::new(AccessControl::new(config, None, sidecar.clock())?);
     let server = GrpcServer {
         telemetry,
-        access: Arc::new(access),
+        access: access.clone(),
         tls: transport::tls_config(&config.tls)?,
         request_timeout: config.request_timeout,
     };
-    let service = TokenAuthorityService::validation_only(sidecar.clone(), config.watch_heartbeat);
-    let routes =
-        transport::validation_routes(service, sidecar.clone(), config.tokens.issuer.clone())
-            .add_service(health_service);
+    let service = TokenAuthorityService::validation_only(
+        sidecar.clone(),
+        access.clone(),
+        config.watch_heartbeat,
+        stopped.clone(),
+    );
+    let routes = transport::validation_routes(
+        service,
+        sidecar.clone(),
+        access,
+        config.tokens.issuer.clone(),
+    )
+    .add_service(health_service);
     let served = server
         .run(routes, listener, stopped_signal(stopped.clone()))
         .await;

@@ -48,8 +48,15 @@ impl Store {
     }
 
     /// Adds `key` when `condition` holds, and retires every older unretired
-    /// key as of the new key's activation. Returns whether it was added.
-    pub async fn add_signing_key(&self, key: StoredKey, condition: AddKeyIf) -> StoreResult<bool> {
+    /// key as of the new key's activation. Activation times are kept
+    /// strictly increasing (a tie would leave "the newest key" undefined),
+    /// so the new key activates no earlier than 1 ms after the newest one.
+    /// Returns its activation time if it was added.
+    pub async fn add_signing_key(
+        &self,
+        mut key: StoredKey,
+        condition: AddKeyIf,
+    ) -> StoreResult<Option<i64>> {
         let tx = self.conn().begin().await?;
         if self.backend() == Backend::Postgres {
             tx.execute_raw(Statement::from_string(
@@ -71,7 +78,10 @@ impl Store {
             AddKeyIf::Always => true,
         };
         if !add {
-            return Ok(false);
+            return Ok(None);
+        }
+        if let Some(newest) = newest {
+            key.activates_at = key.activates_at.max(newest + 1);
         }
         signing_key::Entity::update_many()
             .col_expr(Column::RetiredAt, Expr::value(key.activates_at))
@@ -79,6 +89,7 @@ impl Store {
             .filter(Column::ActivatesAt.lte(key.activates_at))
             .exec(&tx)
             .await?;
+        let activates_at = key.activates_at;
         signing_key::Entity::insert(signing_key::ActiveModel {
             kid: Set(key.kid),
             algorithm: Set(key.algorithm),
@@ -91,7 +102,7 @@ impl Store {
         .exec_without_returning(&tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(activates_at))
     }
 
     /// Replaces a key's stored private half (sealing a key written in plain

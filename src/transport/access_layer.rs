@@ -21,12 +21,16 @@ use crate::access::{self, AuthenticatedCaller, Denial, Policy, PolicyError, Requ
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::caller::Caller;
+use crate::domain::Error;
 use crate::jobs::audit_writer::AuditQueue;
 use crate::rate_limit::KeyedLimiter;
 use crate::storage::audit::{AuditKind, OwnedAuditEvent};
 
 /// Longest `authorization` value accepted (a bearer key is 47 bytes).
 const MAX_AUTHORIZATION: usize = 1024;
+
+/// A method name as audited: the path is the client's, so it is bounded.
+const MAX_AUDITED_METHOD: usize = 64;
 
 pub struct AccessControl {
     policy: Policy,
@@ -83,12 +87,19 @@ impl AccessControl {
     fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
         let path = request.uri().path();
         let required = Required::for_path(path);
-        let method = path.rsplit('/').next().unwrap_or_default().to_owned();
-        let metadata_bytes: usize = request
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
+        let method: String = path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_AUDITED_METHOD)
+            .collect();
+        let metadata_bytes: usize = path.len()
+            + request
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum::<usize>();
         if metadata_bytes > self.max_metadata_bytes {
             return Err(status::invalid_metadata(
                 "metadata",
@@ -120,6 +131,9 @@ impl AccessControl {
         } else {
             None
         };
+        // Refused calls count against the caller's rate too, so that they
+        // cannot flood the audit trail.
+        self.check_rate(caller.as_deref(), peer)?;
         if let (Some(caller), Required::Permission(permission)) = (&caller, required) {
             if !caller.may(permission) {
                 let denial = Denial::PermissionNotGranted;
@@ -127,7 +141,6 @@ impl AccessControl {
                 return Err(status::denied(denial, &method));
             }
         }
-        self.check_rate(caller.as_deref(), peer)?;
         let caller = caller.map_or_else(Caller::anonymous, |c| c.caller.clone());
         request.extensions_mut().insert(caller);
         Ok(())
@@ -169,7 +182,20 @@ impl AccessControl {
     fn refuse(&self, denial: Denial, method: &str, caller: Option<&Caller>, peer: Option<IpAddr>) {
         let who = caller.map_or("unauthenticated", |c| &*c.name);
         let peer = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        tracing::warn!(target: "token_authority::audit", caller = %who, %method, %peer, reason = denial.reason(), "request refused");
+        self.audit_refusal(who, method, denial.reason(), Some(&peer));
+    }
+
+    /// Audits a refusal the domain made after admission: a caller acting on
+    /// a tenant outside its own. Other errors are not refusals.
+    pub fn refused_by_domain(&self, caller: &Caller, method: &str, error: &Error) {
+        if matches!(error, Error::TenantNotPermitted) {
+            self.audit_refusal(&caller.name, method, error.reason(), None);
+        }
+    }
+
+    fn audit_refusal(&self, who: &str, method: &str, reason: &str, peer: Option<&str>) {
+        tracing::warn!(target: "token_authority::audit", caller = %who, %method, %reason, peer, "request refused");
+        let context = peer.map(|p| format!(" from {p}")).unwrap_or_default();
         if let Some(audit) = &self.audit {
             audit.record(OwnedAuditEvent {
                 at: self.clock.now_millis(),
@@ -177,7 +203,7 @@ impl AccessControl {
                 tenant_id: String::new(),
                 subject: who.to_owned(),
                 session_id: None,
-                detail: Some(format!("{method}: {} from {peer}", denial.reason())),
+                detail: Some(format!("{method}: {reason}{context}")),
             });
         }
     }

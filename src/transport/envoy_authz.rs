@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 use tonic::{Code, Request, Response, Status};
 
-use super::access_layer::caller_of;
+use super::access_layer::{caller_of, AccessControl};
 use super::status::to_status;
 use crate::domain::model::{ValidateRequest, ValidatedToken};
 use crate::domain::validation::TokenValidation;
@@ -33,12 +33,21 @@ pub const SESSION_HEADER: &str = "x-auth-session-id";
 
 pub struct ExtAuthz {
     validation: Arc<dyn TokenValidation>,
+    access: Arc<AccessControl>,
     realm: String,
 }
 
 impl ExtAuthz {
-    pub fn new(validation: Arc<dyn TokenValidation>, realm: String) -> Self {
-        Self { validation, realm }
+    pub fn new(
+        validation: Arc<dyn TokenValidation>,
+        access: Arc<AccessControl>,
+        realm: String,
+    ) -> Self {
+        Self {
+            validation,
+            access,
+            realm,
+        }
     }
 
     fn deny(&self, error: &Error) -> CheckResponse {
@@ -172,7 +181,10 @@ impl Authorization for ExtAuthz {
             Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
                 Err(to_status(e))
             }
-            Err(e) => Ok(Response::new(self.deny(&e))),
+            Err(e) => {
+                self.access.refused_by_domain(&caller, "Check", &e);
+                Ok(Response::new(self.deny(&e)))
+            }
         }
     }
 }

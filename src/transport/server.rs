@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -135,35 +136,58 @@ impl GrpcServer<'_> {
 pub fn validation_routes(
     service: TokenAuthorityService,
     validation: Arc<dyn TokenValidation>,
+    access: Arc<AccessControl>,
     realm: String,
 ) -> Routes {
     Routes::new(TokenAuthorityServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(
-            AuthorizationServer::new(ExtAuthz::new(validation, realm))
+            AuthorizationServer::new(ExtAuthz::new(validation, access, realm))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
 }
 
-/// The authority's gRPC server: every service, health SERVING until shutdown.
+/// The authority's own services (without health and reflection).
+/// `stopping` turns true when the server starts shutting down.
+pub fn authority_routes(
+    authority: Arc<Authority>,
+    access: Arc<AccessControl>,
+    config: &Config,
+    stopping: watch::Receiver<bool>,
+) -> Routes {
+    let service = TokenAuthorityService::authority(
+        authority.clone(),
+        access.clone(),
+        config.watch_heartbeat,
+        stopping,
+    );
+    validation_routes(
+        service,
+        authority.clone(),
+        access,
+        config.tokens.issuer.clone(),
+    )
+    .add_service(
+        AdminServer::new(AdminService::new(authority)).max_decoding_message_size(MAX_REQUEST_BYTES),
+    )
+}
+
+/// The authority's gRPC server: every service, health SERVING until
+/// `stopping` turns true.
 pub async fn serve_authority(
     authority: Arc<Authority>,
     config: &Config,
     server: GrpcServer<'_>,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    stopping: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_serving(&health, true).await;
-    let service = TokenAuthorityService::authority(authority.clone(), config.watch_heartbeat);
-    let routes = validation_routes(service, authority.clone(), config.tokens.issuer.clone())
-        .add_service(
-            AdminServer::new(AdminService::new(authority))
-                .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
+    let routes = authority_routes(authority, server.access.clone(), config, stopping.clone())
         .add_service(health_service);
+    let mut stopped = stopping;
     server
         .run(routes, listener, async move {
-            shutdown.await;
+            let _ = stopped.wait_for(|stop| *stop).await;
             set_serving(&health, false).await;
         })
         .await

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch as signal;
 use tonic::{Request, Response, Status};
 
-use super::access_layer::caller_of;
+use super::access_layer::{caller_of, AccessControl};
 use super::convert;
 use super::status::to_status;
 use super::watch::{self, WatchStream};
+use crate::domain::caller::Caller;
 use crate::domain::revocation_feed::Cursor;
 use crate::domain::validation::TokenValidation;
 use crate::domain::{model, Authority, Error};
@@ -21,23 +23,46 @@ pub struct TokenAuthorityService {
     authority: Option<Arc<Authority>>,
     validation: Arc<dyn TokenValidation>,
     heartbeat: Duration,
+    /// Turns true when the server shuts down; ends WatchRevocations streams.
+    stopping: signal::Receiver<bool>,
+    access: Arc<AccessControl>,
 }
 
 impl TokenAuthorityService {
-    pub fn authority(authority: Arc<Authority>, heartbeat: Duration) -> Self {
+    pub fn authority(
+        authority: Arc<Authority>,
+        access: Arc<AccessControl>,
+        heartbeat: Duration,
+        stopping: signal::Receiver<bool>,
+    ) -> Self {
         Self {
             validation: authority.clone(),
             authority: Some(authority),
             heartbeat,
+            stopping,
+            access,
         }
     }
 
-    pub fn validation_only(validation: Arc<dyn TokenValidation>, heartbeat: Duration) -> Self {
+    pub fn validation_only(
+        validation: Arc<dyn TokenValidation>,
+        access: Arc<AccessControl>,
+        heartbeat: Duration,
+        stopping: signal::Receiver<bool>,
+    ) -> Self {
         Self {
             authority: None,
             validation,
             heartbeat,
+            stopping,
+            access,
         }
+    }
+
+    /// The status for a domain error, auditing refusals.
+    fn failed(&self, caller: &Caller, method: &str, error: Error) -> Status {
+        self.access.refused_by_domain(caller, method, &error);
+        to_status(error)
     }
 
     fn authority_or_unimplemented(&self) -> Result<&Authority, Status> {
@@ -74,7 +99,7 @@ impl TokenAuthority for TokenAuthorityService {
                 },
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.failed(&caller, "Issue", e))?;
         Ok(Response::new(pb::IssueResponse {
             tokens: Some(convert::token_pair(pair)),
         }))
@@ -96,7 +121,7 @@ impl TokenAuthority for TokenAuthorityService {
                 },
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.failed(&caller, "Refresh", e))?;
         Ok(Response::new(pb::RefreshResponse {
             tokens: Some(convert::token_pair(pair)),
         }))
@@ -125,7 +150,7 @@ impl TokenAuthority for TokenAuthorityService {
                 },
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.failed(&caller, "Revoke", e))?;
         Ok(Response::new(pb::RevokeResponse { revoked_sessions }))
     }
 
@@ -147,7 +172,7 @@ impl TokenAuthority for TokenAuthorityService {
                 },
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.failed(&caller, "ListSessions", e))?;
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: page.sessions.into_iter().map(convert::session).collect(),
             next_page_token: page.next_page_token,
@@ -170,7 +195,7 @@ impl TokenAuthority for TokenAuthorityService {
                     expected_tenant_id: r.expected_tenant_id,
                 },
             )
-            .map_err(to_status)?;
+            .map_err(|e| self.failed(&caller, "Validate", e))?;
         Ok(Response::new(pb::ValidateResponse {
             valid: true,
             claims: Some(convert::claims(validated)),
@@ -205,6 +230,7 @@ impl TokenAuthority for TokenAuthorityService {
             self.validation.clone(),
             cursor,
             self.heartbeat,
+            self.stopping.clone(),
         )))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -23,10 +23,14 @@ pub type WatchStream =
 /// its own task.
 const BUFFER: usize = 16;
 
+/// `stopping` turns true when the server shuts down: the stream then ends
+/// with UNAVAILABLE (a graceful shutdown waits for open streams, and this
+/// one would never end by itself), and the watcher reconnects elsewhere.
 pub fn stream(
     validation: Arc<dyn TokenValidation>,
     from: Option<Cursor>,
     heartbeat: Duration,
+    mut stopping: watch::Receiver<bool>,
 ) -> WatchStream {
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
@@ -58,6 +62,10 @@ pub fn stream(
                     }
                 }
                 _ = tx.closed() => return,
+                _ = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                    let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                    return;
+                }
             }
         }
     });

@@ -86,7 +86,9 @@ pub struct Authority {
     keys: RwLock<Arc<KeySet>>,
     validator: Arc<Validator>,
     refresh_tokens: RefreshTokenCodec,
-    refresh_limiter: Option<KeyedLimiter<Uuid>>,
+    /// Per caller and session: a caller refused for the session's tenant
+    /// must not be able to spend the owner's allowance.
+    refresh_limiter: Option<KeyedLimiter<(Arc<str>, Uuid)>>,
     /// Start of the last successful sync; `None` until the first full load.
     last_sync: Mutex<Option<Millis>>,
 }

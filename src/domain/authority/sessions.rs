@@ -84,7 +84,7 @@ impl Authority {
             .ok_or(Error::TokenInvalid)?;
         if let Some(limiter) = &self.refresh_limiter {
             limiter
-                .check(&presented.session_id)
+                .check(&(caller.name.clone(), presented.session_id))
                 .map_err(|retry_after| Error::RateLimited { retry_after })?;
         }
         let successor = self.refresh_tokens.successor(&presented);

@@ -63,7 +63,7 @@ impl Authority {
                 .unwrap_or(self.settings.key_publish_ahead)
                 .max(0);
         let algorithm = algorithm.unwrap_or(self.settings.key_algorithm);
-        let kid = key_store::add_key(
+        let (kid, activates_at) = key_store::add_key(
             &self.store,
             &self.kek,
             algorithm,
@@ -100,11 +100,12 @@ impl Authority {
             AddKeyIf::NewestActivatedBefore(now - self.settings.key_rotation_interval),
         )
         .await?;
-        if let Some(kid) = &added {
-            self.key_rotated(kid, algorithm, activates_at, "schedule")
-                .await?;
-        }
-        Ok(added)
+        let Some((kid, activates_at)) = added else {
+            return Ok(None);
+        };
+        self.key_rotated(&kid, algorithm, activates_at, "schedule")
+            .await?;
+        Ok(Some(kid))
     }
 
     async fn key_rotated(
