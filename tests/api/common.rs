@@ -116,21 +116,38 @@ impl TestServer {
         config.database.url = database_url(backend, &dir).await;
         config.keys.kek_file = Some(dir.path().join("token-authority.kek"));
         tweak(&mut config);
-        Self::start_on(config, Arc::new(ManualClock::starting_now()), dir).await
+        Self::start_on(config, Arc::new(ManualClock::starting_now()), dir, None).await
     }
 
     /// Starts another server on the same database and clock (a restart).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let (config, clock, dir) = (self.config.clone(), self.clock.clone(), self._dir.clone());
-        Self::start_on(config, clock, dir).await
+        Self::start_on(config, clock, dir, None).await
     }
 
-    async fn start_on(config: Config, clock: Arc<ManualClock>, dir: Arc<TempDir>) -> Self {
+    /// Stops and starts again on the same addresses (clients that only know
+    /// the address, like a sidecar, find it again).
+    pub async fn restart_in_place(mut self) -> Self {
+        self.stop().await;
+        let (config, clock, dir) = (self.config.clone(), self.clock.clone(), self._dir.clone());
+        Self::start_on(config, clock, dir, Some((self.addr, self.http_addr))).await
+    }
+
+    async fn start_on(
+        config: Config,
+        clock: Arc<ManualClock>,
+        dir: Arc<TempDir>,
+        at: Option<(SocketAddr, SocketAddr)>,
+    ) -> Self {
         crate::logs::capture();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (grpc_at, http_at) = at.unwrap_or((
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ));
+        let listener = TcpListener::bind(grpc_at).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = TcpListener::bind(http_at).await.expect("bind");
         let http_addr = http.local_addr().expect("addr");
         let app = App::build(config.clone(), clock.clone())
             .await

@@ -1,15 +1,21 @@
 //! Integration tests: the real server over real gRPC.
+mod access;
 mod bad_input;
 mod common;
 mod expiry;
 mod faults;
 mod grpcurl;
 mod jwks;
+mod keys;
 mod lifecycle;
+mod limits;
 mod logs;
 mod otlp;
 mod processes;
 mod purge;
 mod replicas;
 mod rotation;
+mod sidecar;
 mod tenants;
+mod tls;
+mod watch;

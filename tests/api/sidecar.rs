@@ -1,0 +1,371 @@
+//! Sidecar mode: a local validator following an authority through
+//! WatchRevocations; in-process for timing assertions, and as a real
+//! `token-authority sidecar` process.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::common::*;
+use token_authority::access::Permission;
+use token_authority::config::Config;
+use token_authority::proto::token_authority_client::TokenAuthorityClient;
+use token_authority::proto::{self as pb, revoke_request::Target};
+use token_authority::sidecar::{Sidecar, Upstream};
+use token_authority::telemetry::Telemetry;
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+
+struct TestSidecar {
+    client: Client,
+    channel: Channel,
+    http_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestSidecar {
+    /// An in-process sidecar of `authority`, on the authority's clock.
+    async fn start(authority: &TestServer, max_staleness: Duration) -> Self {
+        let mut config = Config::default();
+        config.sidecar.upstream = Some(format!("http://{}", authority.addr));
+        config.sidecar.max_staleness = max_staleness;
+        config.watch_heartbeat = HEARTBEAT;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let sidecar = Arc::new(Sidecar::new(
+            config.tokens.issuer.clone(),
+            config.tokens.verified_token_cache,
+            max_staleness,
+            authority.clock.clone(),
+        ));
+        let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let telemetry = Telemetry::new(&config.telemetry).unwrap();
+            token_authority::sidecar::serve(
+                sidecar,
+                upstream,
+                &config,
+                &telemetry,
+                listener,
+                Some(http),
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await
+            .expect("sidecar runs");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            client: TokenAuthorityClient::new(channel.clone()),
+            channel,
+            http_addr,
+            shutdown: Some(tx),
+        }
+    }
+
+    async fn health(&self, service: &str) -> i32 {
+        HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .unwrap_or(-1)
+    }
+}
+
+impl Drop for TestSidecar {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+const SERVING: i32 = 1;
+const NOT_SERVING: i32 = 2;
+
+/// Polls `check` every 10 ms until it holds; returns how long that took.
+async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Backend) {
+    let authority = TestServer::start_with(backend, |c| c.watch_heartbeat = HEARTBEAT).await;
+    let sidecar = TestSidecar::start(&authority, Duration::from_secs(60)).await;
+    within(Duration::from_secs(5), "sidecar in step", async || {
+        sidecar.health("").await == SERVING
+    })
+    .await;
+
+    let pair = authority.issue("acme", "alice").await;
+    let claims = validate_with(&mut sidecar.client.clone(), &pair.access_token)
+        .await
+        .expect("validated by the sidecar");
+    assert_eq!(claims.subject, "alice");
+    let refused = sidecar
+        .client
+        .clone()
+        .issue(issue_request("acme", "bob"))
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unimplemented);
+
+    // A revocation on the authority reaches the sidecar within the bound.
+    authority
+        .client()
+        .revoke(pb::RevokeRequest {
+            tenant_id: "acme".into(),
+            target: Some(Target::SessionId(pair.session_id.clone())),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    let delay = within(
+        Duration::from_millis(500),
+        "revocation at the sidecar",
+        async || {
+            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+                .await
+                .is_err_and(|s| reason(&s) == "SESSION_REVOKED")
+        },
+    )
+    .await;
+    eprintln!("revocation reached the sidecar in {delay:?}");
+
+    // A new key reaches it before any token carries it.
+    let key = authority
+        .admin_client()
+        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let delay = within(
+        Duration::from_millis(500),
+        "new key at the sidecar",
+        async || {
+            sidecar
+                .client
+                .clone()
+                .get_jwks(pb::GetJwksRequest {})
+                .await
+                .is_ok_and(|r| r.into_inner().keys.iter().any(|k| k.kid == key.kid))
+        },
+    )
+    .await;
+    eprintln!("key rotation reached the sidecar in {delay:?}");
+    authority.clock.advance(Duration::from_secs(10 * 60 + 1));
+    let signed_by_new_key = authority.issue("acme", "carol").await;
+    let claims = validate_with(&mut sidecar.client.clone(), &signed_by_new_key.access_token)
+        .await
+        .unwrap();
+    assert_eq!(claims.key_id, key.kid);
+}
+
+async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backend: Backend) {
+    const MAX_STALENESS: Duration = Duration::from_secs(2);
+    let authority = TestServer::start_with(backend, |c| c.watch_heartbeat = HEARTBEAT).await;
+    let sidecar = TestSidecar::start(&authority, MAX_STALENESS).await;
+    let pair = authority.issue("acme", "alice").await;
+    within(Duration::from_secs(5), "validated", async || {
+        validate_with(&mut sidecar.client.clone(), &pair.access_token)
+            .await
+            .is_ok()
+    })
+    .await;
+    within(Duration::from_secs(1), "upstream reported up", async || {
+        sidecar.health("token_authority.v1.Upstream").await == SERVING
+    })
+    .await;
+
+    let mut authority = authority;
+    authority.stop().await;
+    let stopped = Instant::now();
+    within(
+        Duration::from_secs(2),
+        "upstream reported down",
+        async || sidecar.health("token_authority.v1.Upstream").await == NOT_SERVING,
+    )
+    .await;
+    // Still validating, and saying why it may be behind.
+    validate_with(&mut sidecar.client.clone(), &pair.access_token)
+        .await
+        .expect("validates with cached state");
+    assert_eq!(sidecar.health("").await, SERVING);
+    let healthz = http_get(sidecar.http_addr, "/healthz", &[]).await;
+    assert_eq!(healthz.status, 200);
+    let body = healthz.json();
+    assert_eq!(body["upstream_connected"], false);
+    assert!(
+        body["status"].as_str().unwrap().starts_with("degraded"),
+        "{body}"
+    );
+
+    // Beyond the staleness bound: fail closed.
+    tokio::time::sleep(
+        (MAX_STALENESS + Duration::from_millis(300)).saturating_sub(stopped.elapsed()),
+    )
+    .await;
+    assert_error(
+        validate_with(&mut sidecar.client.clone(), &pair.access_token).await,
+        Code::Unavailable,
+        "VALIDATION_STATE_STALE",
+    );
+    within(Duration::from_secs(1), "overall health down", async || {
+        sidecar.health("").await == NOT_SERVING
+    })
+    .await;
+    assert_eq!(
+        http_get(sidecar.http_addr, "/healthz", &[]).await.status,
+        503
+    );
+
+    // The authority returns: the sidecar catches up by itself, including a
+    // revocation made after the restart.
+    let authority = authority.restart_in_place().await;
+    within(
+        Duration::from_secs(10),
+        "sidecar back in step",
+        async || {
+            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    authority
+        .client()
+        .revoke(pb::RevokeRequest {
+            tenant_id: "acme".into(),
+            target: Some(Target::SessionId(pair.session_id.clone())),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    within(
+        Duration::from_millis(500),
+        "revocation after restart",
+        async || {
+            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+                .await
+                .is_err_and(|s| reason(&s) == "SESSION_REVOKED")
+        },
+    )
+    .await;
+    within(
+        Duration::from_secs(1),
+        "upstream reported up again",
+        async || sidecar.health("token_authority.v1.Upstream").await == SERVING,
+    )
+    .await;
+}
+
+/// The real binary: `token-authority sidecar --upstream …`, authenticating
+/// upstream with a bearer key from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_process_follows_an_authority_that_requires_credentials() {
+    let admin = TestCaller::new("admin", &[Permission::All], &["*"]);
+    let follower = TestCaller::new("sidecar", &[Permission::WatchRevocations], &["*"]);
+    let authority = TestServer::start_with(Backend::Sqlite, |c| {
+        c.auth.callers = vec![admin.config.clone(), follower.config.clone()];
+        c.watch_heartbeat = HEARTBEAT;
+    })
+    .await;
+    let pair = authority
+        .client()
+        .issue(admin.request(issue_request("acme", "alice")))
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("upstream.key");
+    std::fs::write(&key_file, &follower.key).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = crate::logs::child_log_path("sidecar", &dir.path().join("sidecar.log"));
+    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-authority"))
+        .args([
+            "sidecar",
+            "--upstream",
+            &format!("http://{}", authority.addr),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .env("TOKEN_AUTHORITY_SIDECAR__UPSTREAM_KEY_FILE", &key_file)
+        .env("TOKEN_AUTHORITY_WATCH_HEARTBEAT", "200ms")
+        .env("TOKEN_AUTHORITY_LOG__FILTER", crate::logs::FILTER)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut client = None;
+    within(
+        Duration::from_secs(30),
+        "sidecar process validating",
+        async || {
+            let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+            else {
+                return false;
+            };
+            let mut c = TokenAuthorityClient::new(channel);
+            let ok = validate_with(&mut c, &pair.access_token).await.is_ok();
+            client = Some(c);
+            ok
+        },
+    )
+    .await;
+    let mut client = client.unwrap();
+    let claims = validate_with(&mut client, &pair.access_token)
+        .await
+        .unwrap();
+    assert_eq!(claims.subject, "alice");
+    assert_error(
+        validate_with(&mut client, "not-a-token").await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    // Upstream, the sidecar's key grants nothing but following.
+    let refused = authority
+        .client()
+        .validate(follower.request(pb::ValidateRequest {
+            access_token: pair.access_token.clone(),
+            ..Default::default()
+        }))
+        .await;
+    assert_error(refused, Code::PermissionDenied, "PERMISSION_NOT_GRANTED");
+}
+
+crate::on_both_backends!(
+    sidecar_validates_locally_and_follows_revocations_and_keys,
+    sidecar_keeps_validating_while_the_authority_is_down_and_says_so,
+);

@@ -1,0 +1,140 @@
+//! WatchRevocations: a snapshot first, then revocations and key changes as
+//! they happen, heartbeats when idle, and resumption from a cursor.
+use std::time::Duration;
+
+use tonic::Streaming;
+
+use crate::common::*;
+use token_authority::proto::watch_revocations_response::Event;
+use token_authority::proto::{self as pb, revoke_request::Target};
+
+async fn open(server: &TestServer, cursor: &str) -> Streaming<pb::WatchRevocationsResponse> {
+    server
+        .client()
+        .watch_revocations(pb::WatchRevocationsRequest {
+            cursor: cursor.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The next message that is not a heartbeat (waits at most 5 s).
+async fn next_event(stream: &mut Streaming<pb::WatchRevocationsResponse>) -> (String, Event) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("a message within 5 s")
+            .expect("stream ok")
+            .expect("stream open");
+        match message.event.expect("event") {
+            Event::Heartbeat(_) => continue,
+            event => return (message.cursor, event),
+        }
+    }
+}
+
+async fn revoke(server: &TestServer, session_id: &str) {
+    server
+        .client()
+        .revoke(pb::RevokeRequest {
+            tenant_id: "acme".into(),
+            target: Some(Target::SessionId(session_id.into())),
+            reason: "watch test".into(),
+        })
+        .await
+        .unwrap();
+}
+
+fn revoked_ids(sessions: &[pb::RevokedSession]) -> Vec<String> {
+    let mut ids: Vec<_> = sessions.iter().map(|s| s.session_id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+async fn watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |c| c.watch_heartbeat = Duration::from_millis(200)).await;
+    let first = server.issue("acme", "alice").await;
+    let second = server.issue("acme", "bob").await;
+
+    let mut stream = open(&server, "").await;
+    let (_, event) = next_event(&mut stream).await;
+    let Event::Snapshot(snapshot) = event else {
+        panic!("first message must be a snapshot: {event:?}")
+    };
+    assert!(snapshot.revoked.is_empty());
+    assert_eq!(snapshot.keys.expect("keys").keys.len(), 1);
+
+    revoke(&server, &first.session_id).await;
+    let (cursor, event) = next_event(&mut stream).await;
+    let Event::Revoked(revoked) = event else {
+        panic!("expected a revocation: {event:?}")
+    };
+    assert_eq!(
+        revoked_ids(&revoked.sessions),
+        vec![first.session_id.clone()]
+    );
+    let until = revoked.sessions[0].relevant_until.as_ref().unwrap().seconds;
+    let now = server.authority.now() / 1000;
+    assert!(
+        (until - now - (15 * 60 + 60)).abs() <= 1,
+        "access_ttl + margin: {}",
+        until - now
+    );
+
+    // Idle: heartbeats keep coming.
+    let beat = tokio::time::timeout(Duration::from_secs(2), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(beat.event, Some(Event::Heartbeat(_))), "{beat:?}");
+    drop(stream);
+
+    // While disconnected, another revocation; resuming sends only it.
+    revoke(&server, &second.session_id).await;
+    let mut resumed = open(&server, &cursor).await;
+    let (_, event) = next_event(&mut resumed).await;
+    let Event::Revoked(delta) = event else {
+        panic!("a resumed stream sends the delta, not a snapshot: {event:?}")
+    };
+    assert_eq!(
+        revoked_ids(&delta.sessions),
+        vec![second.session_id.clone()]
+    );
+
+    // A key added meanwhile arrives as the new key set.
+    server
+        .admin_client()
+        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
+        .await
+        .unwrap();
+    let (_, event) = next_event(&mut resumed).await;
+    let Event::Keys(keys) = event else {
+        panic!("expected the key set: {event:?}")
+    };
+    assert_eq!(keys.keys.len(), 2);
+
+    // A cursor the server cannot resume from starts over with a snapshot.
+    for unknown in ["zzz", "1.2.3"] {
+        let mut fresh = open(&server, unknown).await;
+        let (_, event) = next_event(&mut fresh).await;
+        let Event::Snapshot(snapshot) = event else {
+            panic!("expected a snapshot for {unknown:?}: {event:?}")
+        };
+        let mut both = vec![first.session_id.clone(), second.session_id.clone()];
+        both.sort();
+        assert_eq!(revoked_ids(&snapshot.revoked), both);
+        assert_eq!(snapshot.keys.unwrap().keys.len(), 2);
+    }
+    let oversized = server
+        .client()
+        .watch_revocations(pb::WatchRevocationsRequest {
+            cursor: "9".repeat(65),
+        })
+        .await;
+    assert_invalid(oversized, "cursor");
+}
+
+crate::on_both_backends!(watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor,);
