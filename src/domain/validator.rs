@@ -155,3 +155,93 @@ impl Validator {
         self.verified.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access_token::{sign, AccessClaims};
+    use crate::domain::keys::{ephemeral, KeyAlgorithm};
+    use crate::domain::Error;
+
+    /// A small deterministic generator, so that a failure replays exactly.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Whatever the interleaving of validations (cache hits and misses),
+    /// revocations, passing time and cache evictions, the validator answers
+    /// exactly what a model without a cache answers: a token is valid iff
+    /// its session is not revoked and it has not expired.
+    #[test]
+    fn the_cache_never_returns_a_revoked_or_expired_token_as_valid() {
+        let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
+        let mut now: Millis = 1_700_000_000_000;
+        // A tiny cache, so that evictions happen all the time.
+        let validator = Validator::new("iss".into(), 8);
+        validator.set_keys(Arc::new(keys));
+        let mut rng = Lcg(42);
+        let mut tokens = Vec::new();
+        for i in 0..100 {
+            let session = Uuid::now_v7();
+            let exp = now / 1000 + 60 + i64::try_from(rng.below(900)).unwrap();
+            let claims = AccessClaims {
+                iss: "iss".into(),
+                sub: format!("user-{i}"),
+                aud: "api".into(),
+                exp,
+                iat: now / 1000,
+                nbf: now / 1000,
+                jti: i.to_string(),
+                sid: session.to_string(),
+                tenant: "acme".into(),
+                scope: String::new(),
+                extra: Default::default(),
+            };
+            tokens.push((sign(&signer, &claims).unwrap(), session, exp));
+        }
+        let mut revoked = HashSet::new();
+        let caller = Caller::anonymous();
+        let mut valid_answers = 0;
+        for _ in 0..10_000 {
+            match rng.below(200) {
+                0 => {
+                    let (_, session, _) = &tokens[rng.below(100) as usize];
+                    validator.revoke(&[(*session, now + 3_600_000)]);
+                    revoked.insert(*session);
+                }
+                1..=10 => now += i64::try_from(rng.below(2_000)).unwrap(),
+                _ => {
+                    let (token, session, exp) = &tokens[rng.below(100) as usize];
+                    let request = ValidateRequest {
+                        access_token: token.clone(),
+                        ..Default::default()
+                    };
+                    let answer = validator.validate(&caller, &request, now);
+                    let expired = now / 1000 >= *exp;
+                    match (answer, expired, revoked.contains(session)) {
+                        (Ok(_), false, false) => valid_answers += 1,
+                        (Err(Error::TokenExpired), true, _) => {}
+                        (Err(Error::SessionRevoked), false, true) => {}
+                        (answer, expired, revoked) => panic!(
+                            "validator said {answer:?} for expired={expired} revoked={revoked}"
+                        ),
+                    }
+                }
+            }
+        }
+        assert!(
+            valid_answers > 2000,
+            "the run exercised valid tokens: {valid_answers}"
+        );
+        assert!(!revoked.is_empty());
+        assert!(validator.cached_tokens() <= 8);
+    }
+}

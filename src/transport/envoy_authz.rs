@@ -50,6 +50,17 @@ impl ExtAuthz {
         }
     }
 
+    /// A request without bearer credentials: a bare challenge, no error
+    /// code (RFC 6750 §3.1).
+    fn challenge(&self) -> CheckResponse {
+        denied(
+            StatusCode::Unauthorized,
+            Code::Unauthenticated,
+            "no bearer token".into(),
+            format!("Bearer realm=\"{}\"", self.realm),
+        )
+    }
+
     fn deny(&self, error: &Error) -> CheckResponse {
         let (http, grpc, oauth) = match error.kind() {
             ErrorKind::PermissionDenied => (
@@ -68,33 +79,28 @@ impl ExtAuthz {
                 "invalid_token",
             ),
         };
-        let challenge = match error {
-            // No token at all: a bare challenge (RFC 6750 §3.1).
-            Error::InvalidArgument {
-                field: "authorization",
-                ..
-            } => {
-                format!("Bearer realm=\"{}\"", self.realm)
-            }
-            _ => format!(
-                "Bearer realm=\"{}\", error=\"{oauth}\", error_description=\"{}\"",
-                self.realm,
-                error.reason()
-            ),
-        };
-        CheckResponse {
-            status: Some(rpc::Status {
-                code: grpc as i32,
-                message: error.to_string(),
-                details: Vec::new(),
-            }),
-            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus { code: http as i32 }),
-                headers: vec![header("www-authenticate", challenge)],
-                body: String::new(),
-            })),
-            ..Default::default()
-        }
+        let challenge = format!(
+            "Bearer realm=\"{}\", error=\"{oauth}\", error_description=\"{}\"",
+            self.realm,
+            error.reason()
+        );
+        denied(http, grpc, error.to_string(), challenge)
+    }
+}
+
+fn denied(http: StatusCode, grpc: Code, message: String, challenge: String) -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: grpc as i32,
+            message,
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: http as i32 }),
+            headers: vec![header("www-authenticate", challenge)],
+            body: String::new(),
+        })),
+        ..Default::default()
     }
 }
 
@@ -132,20 +138,23 @@ fn header(key: &str, value: String) -> HeaderValueOption {
 }
 
 /// The token of the `authorization: Bearer …` header (any case of name and
-/// scheme), or INVALID_ARGUMENT naming `authorization`.
-fn bearer_token(headers: &HashMap<String, String>) -> Result<String, Error> {
-    let value = headers
+/// scheme); `None` without one (no header, or another scheme); a `Bearer`
+/// header without a token is INVALID_ARGUMENT naming `authorization`.
+fn bearer_token(headers: &HashMap<String, String>) -> Result<Option<String>, Error> {
+    let Some(value) = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
         .map(|(_, value)| value.trim())
-        .ok_or_else(|| Error::invalid("authorization", "no bearer token"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim().to_owned())
-        }
-        _ => Err(Error::invalid("authorization", "not a bearer token")),
+    else {
+        return Ok(None);
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match token.trim() {
+        "" => Err(Error::invalid("authorization", "Bearer without a token")),
+        token => Ok(Some(token.to_owned())),
     }
 }
 
@@ -165,16 +174,19 @@ impl Authorization for ExtAuthz {
             .map_or(&empty, |http| &http.headers);
         let context = &attributes.context_extensions;
         let expected = |key: &str| context.get(key).cloned().unwrap_or_default();
-        let outcome = bearer_token(headers).and_then(|access_token| {
-            self.validation.validate(
-                &caller,
-                &ValidateRequest {
-                    access_token,
-                    expected_audience: expected("audience"),
-                    expected_tenant_id: expected("tenant"),
-                },
-            )
-        });
+        let access_token = match bearer_token(headers) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Ok(Response::new(self.challenge())),
+            Err(e) => return Ok(Response::new(self.deny(&e))),
+        };
+        let outcome = self.validation.validate(
+            &caller,
+            &ValidateRequest {
+                access_token,
+                expected_audience: expected("audience"),
+                expected_tenant_id: expected("tenant"),
+            },
+        );
         match outcome {
             Ok(token) => Ok(Response::new(allow(token))),
             // Not a verdict on the token: let Envoy's failure mode decide.
@@ -196,16 +208,15 @@ mod tests {
     #[test]
     fn bearer_tokens_are_found_in_any_case() {
         let h = |k: &str, v: &str| HashMap::from([(k.to_owned(), v.to_owned())]);
+        let token = |k: &str, v: &str| bearer_token(&h(k, v)).unwrap();
+        assert_eq!(token("authorization", "Bearer abc").as_deref(), Some("abc"));
         assert_eq!(
-            bearer_token(&h("authorization", "Bearer abc")).unwrap(),
-            "abc"
+            token("Authorization", "bearer  abc ").as_deref(),
+            Some("abc")
         );
-        assert_eq!(
-            bearer_token(&h("Authorization", "bearer  abc ")).unwrap(),
-            "abc"
-        );
-        assert!(bearer_token(&h("authorization", "Basic abc")).is_err());
+        assert_eq!(token("authorization", "Basic abc"), None);
+        assert_eq!(bearer_token(&HashMap::new()).unwrap(), None);
         assert!(bearer_token(&h("authorization", "Bearer ")).is_err());
-        assert!(bearer_token(&HashMap::new()).is_err());
+        assert!(bearer_token(&h("authorization", "Bearer")).is_err());
     }
 }

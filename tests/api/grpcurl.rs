@@ -92,4 +92,48 @@ async fn grpcurl_lists_describes_and_calls(backend: Backend) {
     });
 }
 
-crate::on_both_backends!(grpcurl_lists_describes_and_calls,);
+/// Envoy's Check, described and called through reflection like any of ours.
+async fn grpcurl_calls_envoy_check(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let pair = server.issue("acme", "alice").await;
+    let server = &server;
+    tokio::task::block_in_place(|| {
+        let described = run(
+            server,
+            &[],
+            &["describe", "envoy.service.auth.v3.Authorization"],
+        );
+        assert!(described.contains("rpc Check"), "{described}");
+        let request = |token: &str| {
+            serde_json::json!({
+                "attributes": {
+                    "request": {"http": {
+                        "method": "GET", "path": "/api/things", "host": "example.com",
+                        "headers": {"authorization": format!("Bearer {token}")}
+                    }},
+                    "contextExtensions": {"audience": "api"}
+                }
+            })
+            .to_string()
+        };
+        let call = |token: &str| -> serde_json::Value {
+            let out = run(
+                server,
+                &["-emit-defaults", "-d", &request(token)],
+                &["envoy.service.auth.v3.Authorization/Check"],
+            );
+            serde_json::from_str(&out).unwrap()
+        };
+        let allowed = call(&pair.access_token);
+        assert_eq!(allowed["status"]["code"], 0, "{allowed}");
+        let headers = allowed["okResponse"]["headers"].as_array().unwrap();
+        assert!(headers
+            .iter()
+            .any(|h| h["header"]["key"] == "x-auth-subject" && h["header"]["value"] == "alice"));
+        let denied = call("not-a-token");
+        assert_eq!(denied["status"]["code"], 16, "{denied}");
+        assert_eq!(denied["deniedResponse"]["status"]["code"], "Unauthorized");
+    });
+}
+
+crate::on_both_backends!(grpcurl_lists_describes_and_calls, grpcurl_calls_envoy_check,);
