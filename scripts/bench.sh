@@ -13,6 +13,8 @@ scripts/with-postgres.sh bash -c "
   echo '# Load driver: baselines and targets'
   target/release/loadgen report --seconds $seconds --json target/bench/report.json
   echo
+  target/release/loadgen validate-cache --seconds $seconds --json target/bench/validate-cache.json
+  echo
   echo '# Purge of a 200k-row backlog under refresh load'
   cargo bench --bench purge_under_load
 "

@@ -6,6 +6,7 @@
 //!
 //! Without `--target`, it starts the server in-process on a fresh SQLite
 //! database (or `--database-url`), on a loopback port.
+mod cache_report;
 mod load;
 mod report;
 mod server;
@@ -59,6 +60,8 @@ enum Workload {
     Mixed,
     /// Every baseline and target in one run (in-process servers only).
     Report,
+    /// Health vs Validate with cache hits vs misses on one in-process server.
+    ValidateCache,
 }
 
 #[tokio::main]
@@ -68,6 +71,13 @@ async fn main() -> Result<(), server::BoxError> {
         Some(n) => Budget::Requests(n),
         None => Budget::For(Duration::from_secs_f64(cli.seconds)),
     };
+    if let Workload::ValidateCache = cli.workload {
+        let report = cache_report::run(budget).await?;
+        if let Some(path) = &cli.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     if let Workload::Report = cli.workload {
         let report = report::run(budget, cli.database_url.as_deref()).await?;
         if let Some(path) = &cli.json {
@@ -110,6 +120,6 @@ async fn run_workload(
         }
         Workload::Issue => load::run("issue", budget, target.issue_steps(concurrency)).await,
         Workload::Mixed => load::run("mixed", budget, target.mixed_steps(concurrency).await?).await,
-        Workload::Report => unreachable!("handled in main"),
+        Workload::Report | Workload::ValidateCache => unreachable!("handled in main"),
     })
 }

@@ -30,6 +30,15 @@ impl Target {
         address: Option<&str>,
         database_url: Option<&str>,
     ) -> Result<Self, BoxError> {
+        Self::start_with(address, database_url, |_| {}).await
+    }
+
+    /// Like `start`, with the in-process server's config adjusted by `tweak`.
+    pub async fn start_with(
+        address: Option<&str>,
+        database_url: Option<&str>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<Self, BoxError> {
         if let Some(address) = address {
             let channel = Channel::from_shared(address.to_owned())?.connect().await?;
             return Ok(Self {
@@ -51,6 +60,7 @@ impl Target {
         // Throughput, not policy, is measured here.
         config.limits.refresh_per_session = None;
         config.limits.caller_rate = None;
+        tweak(&mut config);
         let app = App::build(config, Arc::new(SystemClock)).await?;
         let authority = app.authority.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -89,25 +99,30 @@ impl Target {
             .collect()
     }
 
-    /// Each worker validates `distinct` tokens in turn (1: the same token).
+    /// Each worker validates `distinct` tokens in turn (1: the same token),
+    /// starting evenly spread over them: workers never trail each other
+    /// closely, so one does not warm the cache for the next.
     pub async fn validate_steps(
         &self,
         n: usize,
         distinct: usize,
     ) -> Result<Vec<steps::Validate>, BoxError> {
         let mut tokens = Vec::with_capacity(distinct);
-        for i in 0..distinct {
-            tokens.push(
-                steps::issue(&mut self.client(), format!("validate-{i}"))
-                    .await?
-                    .access_token,
-            );
+        for chunk in (0..distinct).collect::<Vec<_>>().chunks(64) {
+            let issued = futures::future::join_all(chunk.iter().map(|i| {
+                let mut client = self.client();
+                async move { steps::issue(&mut client, format!("validate-{i}")).await }
+            }))
+            .await;
+            for pair in issued {
+                tokens.push(pair?.access_token);
+            }
         }
         Ok((0..n)
             .map(|i| steps::Validate {
                 client: self.client(),
                 tokens: tokens.clone(),
-                next: i * 7,
+                next: i * (distinct / n).max(1),
             })
             .collect())
     }

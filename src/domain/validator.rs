@@ -15,6 +15,7 @@ use super::keys::VerifyingKeys;
 use super::model::{ValidateRequest, ValidatedToken};
 use super::revocation_feed::RevocationFeed;
 use super::revocations::RevokedSessions;
+pub use super::verified_tokens::CacheStats;
 use super::verified_tokens::{VerifiedToken, VerifiedTokens};
 use crate::clock::Millis;
 
@@ -153,6 +154,11 @@ impl Validator {
 
     pub fn cached_tokens(&self) -> usize {
         self.verified.len()
+    }
+
+    /// Hits and misses of the verified-token cache since start.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.verified.stats()
     }
 }
 

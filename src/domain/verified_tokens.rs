@@ -4,6 +4,7 @@
 //! a token is cached; expiry, audience, tenant and revocation are checked on
 //! every call by the validator. Entries of a revoked session are dropped.
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
@@ -22,6 +23,15 @@ pub struct VerifiedToken {
 pub struct VerifiedTokens {
     entries: RwLock<HashMap<TokenDigest, Arc<VerifiedToken>>>,
     capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Lookups since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl VerifiedTokens {
@@ -29,6 +39,15 @@ impl VerifiedTokens {
         Self {
             entries: RwLock::new(HashMap::new()),
             capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -39,11 +58,19 @@ impl VerifiedTokens {
     }
 
     pub fn get(&self, key: &TokenDigest) -> Option<Arc<VerifiedToken>> {
-        self.entries
+        let found = self
+            .entries
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .cloned()
+            .cloned();
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// Remembers a verified token. When full, expired tokens go first; if
