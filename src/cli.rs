@@ -50,7 +50,7 @@ pub enum Command {
     /// Run a local validation sidecar that follows an authority: serves
     /// Validate, Envoy's Check and GetJwks with no call upstream per request.
     Sidecar {
-        /// The authority, e.g. http://10.0.0.5:50051 (overrides sidecar.upstream).
+        /// The authority, e.g. https://authority:50051 (overrides sidecar.upstream).
         #[arg(long)]
         upstream: Option<String>,
         /// Listen address (default sidecar.listen, 127.0.0.1:50061).
@@ -59,7 +59,8 @@ pub enum Command {
         /// HTTP listener for JWKS and /healthz, overriding http.listen.
         #[arg(long)]
         http_listen: Option<SocketAddr>,
-        /// Allow a non-loopback listen address without authentication.
+        /// Allow a non-loopback listen address without authentication, and
+        /// a plain-HTTP upstream that is not on loopback.
         #[arg(long)]
         insecure: bool,
     },
@@ -194,7 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
     let listen = config.sidecar.listen;
     config.check_exposure(listen, insecure)?;
-    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat)?;
+    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, insecure)?;
     let telemetry = Telemetry::new(&config.telemetry)?;
     let sidecar = Arc::new(Sidecar::new(
         config.tokens.issuer.clone(),

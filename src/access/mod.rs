@@ -8,6 +8,6 @@ mod permission;
 mod policy;
 
 pub use bearer::{new_bearer_key, BearerKeyDigest};
-pub use certificate::identities;
+pub use certificate::{identities, SanIdentity};
 pub use permission::{Permission, Required};
 pub use policy::{AuthenticatedCaller, Denial, Policy, PolicyError};

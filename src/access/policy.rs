@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::bearer::BearerKeyDigest;
+use super::certificate::SanIdentity;
 use super::permission::Permission;
 use crate::config::access::{AuthConfig, ALL_TENANTS};
 use crate::config::rate::Rate;
@@ -58,7 +59,7 @@ pub struct PolicyError(String);
 pub struct Policy {
     callers: Vec<Arc<AuthenticatedCaller>>,
     by_key: HashMap<BearerKeyDigest, usize>,
-    by_identity: HashMap<String, usize>,
+    by_identity: HashMap<SanIdentity, usize>,
 }
 
 impl Policy {
@@ -84,7 +85,8 @@ impl Policy {
                 }
             }
             for identity in &c.identities {
-                if policy.by_identity.insert(identity.clone(), index).is_some() {
+                let typed = SanIdentity::configured(identity);
+                if policy.by_identity.insert(typed, index).is_some() {
                     return Err(err(format!("identity {identity:?} is listed twice")));
                 }
             }
@@ -127,7 +129,7 @@ impl Policy {
     pub fn authenticate(
         &self,
         bearer: Option<&str>,
-        identities: &[String],
+        identities: &[SanIdentity],
     ) -> Result<Arc<AuthenticatedCaller>, Denial> {
         let index = match bearer {
             Some(key) => *self
@@ -178,18 +180,21 @@ mod tests {
         assert!(login.may(Permission::Issue) && !login.may(Permission::Refresh));
         assert!(login.caller.may_act_on("acme") && !login.caller.may_act_on("globex"));
         let admin = policy
-            .authenticate(None, &["spiffe://test/admin".into()])
+            .authenticate(None, &[SanIdentity::configured("spiffe://test/admin")])
             .unwrap();
         assert!(admin.may(Permission::RotateSigningKey) && admin.caller.may_act_on("x"));
         assert_eq!(
             policy
-                .authenticate(Some("k3"), &["spiffe://test/admin".into()])
+                .authenticate(
+                    Some("k3"),
+                    &[SanIdentity::configured("spiffe://test/admin")]
+                )
                 .unwrap_err(),
             Denial::CredentialsInvalid
         );
         assert_eq!(
             policy
-                .authenticate(None, &["spiffe://test/other".into()])
+                .authenticate(None, &[SanIdentity::configured("spiffe://test/other")])
                 .unwrap_err(),
             Denial::CredentialsMissing
         );

@@ -25,7 +25,7 @@ pub struct AuthConfig {
 /// key_sha256 = ["<sha256 of the bearer key, hex>"]   # token-authority callers new-key
 /// identities = ["spiffe://corp/ns/prod/sa/login"]     # client-certificate SANs (URI or DNS)
 /// permissions = ["Issue"]
-/// tenants = ["acme"]                                  # default ["*"]
+/// tenants = ["acme"]                                  # required; ["*"]: every tenant
 /// rate = "500/s"                                      # default limits.caller_rate
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,14 +37,10 @@ pub struct CallerConfig {
     #[serde(default)]
     pub identities: Vec<String>,
     pub permissions: Vec<Permission>,
-    #[serde(default = "all_tenants")]
+    /// Required, so that forgetting it cannot grant every tenant.
     pub tenants: Vec<String>,
     #[serde(default, with = "super::rate::optional")]
     pub rate: Option<Rate>,
-}
-
-fn all_tenants() -> Vec<String> {
-    vec![ALL_TENANTS.to_owned()]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,7 +141,8 @@ impl Default for HttpConfig {
 pub struct SidecarConfig {
     /// Where the sidecar serves Validate and Check.
     pub listen: SocketAddr,
-    /// The authority, e.g. `http://10.0.0.5:50051` or `https://authority:50051`.
+    /// The authority, e.g. `https://authority:50051` (plain `http://` only
+    /// on loopback, or with `--insecure`).
     pub upstream: Option<String>,
     /// File holding the bearer key the sidecar presents upstream.
     pub upstream_key_file: Option<PathBuf>,
@@ -443,10 +444,24 @@ impl Config {
         !self.auth.callers.is_empty()
     }
 
-    /// A server without authentication may only listen on loopback, unless
-    /// the operator said `--insecure`.
+    /// Off loopback, a server needs authentication, and bearer keys need TLS
+    /// (they would cross the network in clear text), unless the operator
+    /// said `--insecure`.
     pub fn check_exposure(&self, listen: SocketAddr, insecure: bool) -> Result<(), ConfigError> {
-        if self.has_authentication() || listen.ip().is_loopback() {
+        if listen.ip().is_loopback() {
+            return Ok(());
+        }
+        let bearer_keys = self.auth.callers.iter().any(|c| !c.key_sha256.is_empty());
+        if bearer_keys && !self.tls.is_enabled() {
+            if insecure {
+                tracing::warn!(%listen, "bearer keys accepted WITHOUT TLS on a non-loopback address (--insecure): anyone on the path can read and reuse them");
+                return Ok(());
+            }
+            return Err(ConfigError(format!(
+                "refusing to accept bearer keys in clear text on {listen}: configure [tls], listen on a loopback address, or pass --insecure"
+            )));
+        }
+        if self.has_authentication() {
             return Ok(());
         }
         if insecure {

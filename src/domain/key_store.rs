@@ -133,8 +133,8 @@ pub fn new_stored_key(
     })
 }
 
-/// Adds a key when `condition` holds; returns its kid and activation time
-/// if it was added.
+/// Adds a key when `condition` holds, audited as added by `by`; returns
+/// its kid and activation time if it was added.
 pub async fn add_key(
     store: &Store,
     kek: &Kek,
@@ -142,11 +142,12 @@ pub async fn add_key(
     now: Millis,
     activates_at: Millis,
     condition: AddKeyIf,
+    by: &str,
 ) -> Result<Option<(String, Millis)>> {
     let key = new_stored_key(kek, algorithm, now, activates_at)?;
     let kid = key.kid.clone();
     Ok(store
-        .add_signing_key(key, condition)
+        .add_signing_key(key, condition, by)
         .await?
         .map(|activates_at| (kid, activates_at)))
 }

@@ -2,8 +2,8 @@
 //! key-set changes, for WatchRevocations. Each revocation gets a sequence
 //! number; a watcher resumes after the last one it saw, or starts over from
 //! a snapshot when it cannot (another process, or history already trimmed).
-//! A snapshot is always enough: the set of revocations that still matter is
-//! small (those of the last access-token lifetime).
+//! A snapshot holds every revocation of the last access-token lifetime;
+//! the transport sends a large one in pieces.
 use std::collections::VecDeque;
 use std::sync::Mutex;
 

@@ -1,6 +1,8 @@
 //! What serves token validation: the authority itself, or a sidecar that
 //! holds a copy of the authority's keys and revocations. The transport
 //! serves Validate, GetJwks, WatchRevocations and Envoy's Check through this.
+use std::time::Duration;
+
 use super::caller::Caller;
 use super::error::Result;
 use super::model::{ValidateRequest, ValidatedToken};
@@ -14,6 +16,10 @@ pub trait TokenValidation: Send + Sync + 'static {
     fn validator(&self) -> &Validator;
 
     fn now(&self) -> Millis;
+
+    /// How old the revocation state is (time since it was last known to be
+    /// complete); `None` before it ever was.
+    fn state_age(&self) -> Option<Duration>;
 }
 
 impl TokenValidation for super::Authority {
@@ -27,5 +33,9 @@ impl TokenValidation for super::Authority {
 
     fn now(&self) -> Millis {
         super::Authority::now(self)
+    }
+
+    fn state_age(&self) -> Option<Duration> {
+        super::Authority::state_age(self)
     }
 }

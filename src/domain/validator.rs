@@ -78,8 +78,10 @@ impl Validator {
                     session,
                 });
                 // A revoked session's token is never cached, so that the
-                // cache only ever holds tokens that were valid when added.
-                if !self.revoked.contains(&session) {
+                // cache only ever holds tokens that were valid when added;
+                // nor one verified with a key set replaced meanwhile (its
+                // key may be gone, and the replacement cleared the cache).
+                if !self.revoked.contains(&session) && Arc::ptr_eq(&keys, &self.keys()) {
                     self.verified
                         .insert(key, fresh.clone(), now.div_euclid(1000));
                 }

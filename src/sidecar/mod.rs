@@ -23,8 +23,9 @@ use crate::domain::validator::Validator;
 #[derive(Debug, Default)]
 struct Link {
     connected: bool,
-    /// When anything last arrived from upstream (heartbeats included).
-    last_heard: Option<Instant>,
+    /// As of when our state is known complete: the arrival of the last
+    /// message from upstream, less the age of upstream's own state then.
+    fresh_as_of: Option<Instant>,
     synced: bool,
 }
 
@@ -42,7 +43,8 @@ pub struct SidecarStatus {
     pub synced: bool,
     /// A WatchRevocations stream is open.
     pub upstream_connected: bool,
-    /// Time since anything arrived from upstream.
+    /// How old our state is: time since anything arrived from upstream,
+    /// plus how old upstream's own state was then.
     pub stale_for: Option<Duration>,
     pub max_staleness: Duration,
     pub revoked_sessions: usize,
@@ -93,7 +95,7 @@ impl Sidecar {
         SidecarStatus {
             synced: link.synced,
             upstream_connected: link.connected,
-            stale_for: link.last_heard.map(|at| at.elapsed()),
+            stale_for: link.fresh_as_of.map(|at| at.elapsed()),
             max_staleness: self.max_staleness,
             revoked_sessions: self.validator.revoked_sessions().len(),
             keys: self.validator.keys().public_keys().len(),
@@ -118,11 +120,13 @@ impl Sidecar {
             .connected = connected;
     }
 
-    fn heard_from_upstream(&self) {
+    /// A message arrived; upstream's state was `upstream_age` old then.
+    fn heard_from_upstream(&self, upstream_age: Duration) {
+        let now = Instant::now();
         self.link
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .last_heard = Some(Instant::now());
+            .fresh_as_of = Some(now.checked_sub(upstream_age).unwrap_or(now));
     }
 
     fn apply_keys(&self, keys: Vec<PublicKey>) {
@@ -164,5 +168,9 @@ impl TokenValidation for Sidecar {
 
     fn now(&self) -> Millis {
         self.clock.now_millis()
+    }
+
+    fn state_age(&self) -> Option<Duration> {
+        self.status().stale_for
     }
 }

@@ -20,6 +20,11 @@ use pb::watch_revocations_response::Event;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Messages are at most ~0.5 MiB (the authority splits snapshots); a wide
+/// margin over that, still bounded.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Heartbeats missed before a silent stream is taken for dead.
+const MISSED_HEARTBEATS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -27,6 +32,10 @@ pub enum UpstreamError {
     Missing,
     #[error("sidecar upstream: {0}")]
     Config(String),
+    #[error(
+        "refusing to follow {0} over plain HTTP: the key set and revocations would travel unauthenticated; use https://, a loopback upstream, or --insecure"
+    )]
+    Plaintext(String),
     #[error("connecting upstream: {0}")]
     Connect(#[from] tonic::transport::Error),
     #[error("upstream answered: {0}")]
@@ -40,13 +49,34 @@ pub enum UpstreamError {
 pub struct Upstream {
     endpoint: Endpoint,
     bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
-    /// Without any message for this long, the stream is taken for dead.
-    silence: Duration,
+    /// Our own heartbeat setting, until the upstream tells its own.
+    heartbeat: Duration,
 }
 
 impl Upstream {
-    pub fn from_config(config: &SidecarConfig, heartbeat: Duration) -> Result<Self, UpstreamError> {
+    /// `insecure` allows a plain-HTTP upstream that is not on loopback.
+    pub fn from_config(
+        config: &SidecarConfig,
+        heartbeat: Duration,
+        insecure: bool,
+    ) -> Result<Self, UpstreamError> {
         let url = config.upstream.clone().ok_or(UpstreamError::Missing)?;
+        let uri: tonic::codegen::http::Uri = url
+            .parse()
+            .map_err(|e| UpstreamError::Config(format!("{url}: {e}")))?;
+        let plain = uri.scheme_str() != Some("https");
+        let loopback = match uri.host() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        };
+        if plain && !loopback && !insecure {
+            return Err(UpstreamError::Plaintext(url));
+        }
         let read = |path: &Path| {
             std::fs::read(path)
                 .map_err(|e| UpstreamError::Config(format!("reading {}: {e}", path.display())))
@@ -86,7 +116,7 @@ impl Upstream {
         Ok(Self {
             endpoint,
             bearer,
-            silence: heartbeat * 3,
+            heartbeat,
         })
     }
 }
@@ -131,20 +161,36 @@ async fn follow_once(
             .insert("authorization", bearer.clone());
     }
     let mut stream = TokenAuthorityClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
         .watch_revocations(request)
         .await?
         .into_inner();
     sidecar.connected(true);
+    let mut silence = upstream.heartbeat * MISSED_HEARTBEATS;
     loop {
-        let message = tokio::time::timeout(upstream.silence, stream.message())
+        let message = tokio::time::timeout(silence, stream.message())
             .await
-            .map_err(|_| UpstreamError::Silent(upstream.silence))??;
+            .map_err(|_| UpstreamError::Silent(silence))??;
         let Some(message) = message else {
             return Ok(());
         };
         apply(sidecar, message.event);
-        sidecar.heard_from_upstream();
-        *cursor = message.cursor;
+        let age = message
+            .state_age
+            .and_then(|age| Duration::try_from(age).ok())
+            .unwrap_or_default();
+        sidecar.heard_from_upstream(age);
+        if let Some(beat) = message
+            .heartbeat_interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+        {
+            silence = beat * MISSED_HEARTBEATS;
+        }
+        // Only the last piece of a split snapshot or catch-up has a cursor.
+        if !message.cursor.is_empty() {
+            *cursor = message.cursor;
+        }
         *backoff = FIRST_BACKOFF;
     }
 }

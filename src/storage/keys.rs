@@ -5,6 +5,7 @@ use sea_orm::{
     Set, Statement, TransactionTrait,
 };
 
+use super::audit::{self, AuditEvent, AuditKind};
 pub use super::entities::signing_key::Model as StoredKey;
 use super::entities::signing_key::{self, Column};
 use super::{Backend, Store, StoreResult};
@@ -51,11 +52,13 @@ impl Store {
     /// key as of the new key's activation. Activation times are kept
     /// strictly increasing (a tie would leave "the newest key" undefined),
     /// so the new key activates no earlier than 1 ms after the newest one.
-    /// Returns its activation time if it was added.
+    /// Returns its activation time if it was added. The `key_rotated` audit
+    /// event (by `by`) is part of the same transaction.
     pub async fn add_signing_key(
         &self,
         mut key: StoredKey,
         condition: AddKeyIf,
+        by: &str,
     ) -> StoreResult<Option<i64>> {
         let tx = self.conn().begin().await?;
         if self.backend() == Backend::Postgres {
@@ -90,6 +93,18 @@ impl Store {
             .exec(&tx)
             .await?;
         let activates_at = key.activates_at;
+        let event = AuditEvent {
+            at: key.created_at,
+            kind: AuditKind::KeyRotated,
+            tenant_id: "",
+            subject: by,
+            session_id: None,
+            detail: Some(format!(
+                "kid {} ({}) signs from {activates_at}",
+                key.kid, key.algorithm
+            )),
+        };
+        audit::record(&tx, event).await?;
         signing_key::Entity::insert(signing_key::ActiveModel {
             kid: Set(key.kid),
             algorithm: Set(key.algorithm),
@@ -103,6 +118,17 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(activates_at))
+    }
+
+    /// When the newest key activates (or activated), if there is a key.
+    pub async fn newest_key_activation(&self) -> StoreResult<Option<i64>> {
+        Ok(signing_key::Entity::find()
+            .select_only()
+            .column(Column::ActivatesAt)
+            .order_by_desc(Column::ActivatesAt)
+            .into_tuple()
+            .one(self.conn())
+            .await?)
     }
 
     /// Replaces a key's stored private half (sealing a key written in plain

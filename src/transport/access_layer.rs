@@ -17,7 +17,9 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::status;
-use crate::access::{self, AuthenticatedCaller, Denial, Policy, PolicyError, Required};
+use crate::access::{
+    self, AuthenticatedCaller, Denial, Policy, PolicyError, Required, SanIdentity,
+};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::caller::Caller;
@@ -225,7 +227,7 @@ fn bearer_key(headers: &HeaderMap) -> Result<Option<&str>, Denial> {
     Ok(Some(key.trim()))
 }
 
-fn client_certificate_identities<B>(request: &http::Request<B>) -> Vec<String> {
+fn client_certificate_identities<B>(request: &http::Request<B>) -> Vec<SanIdentity> {
     request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()

@@ -62,6 +62,16 @@ impl ExtAuthz {
     }
 
     fn deny(&self, error: &Error) -> CheckResponse {
+        if error.kind() == ErrorKind::Unavailable {
+            // A validator without a usable key set or revocation state
+            // denies: left to Envoy's failure_mode_allow, it might allow.
+            return denied(
+                StatusCode::ServiceUnavailable,
+                Code::Unavailable,
+                error.to_string(),
+                format!("Bearer realm=\"{}\"", self.realm),
+            );
+        }
         let (http, grpc, oauth) = match error.kind() {
             ErrorKind::PermissionDenied => (
                 StatusCode::Forbidden,
@@ -189,10 +199,8 @@ impl Authorization for ExtAuthz {
         );
         match outcome {
             Ok(token) => Ok(Response::new(allow(token))),
-            // Not a verdict on the token: let Envoy's failure mode decide.
-            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
-                Err(to_status(e))
-            }
+            // A bug, not a verdict on the token.
+            Err(e) if e.kind() == ErrorKind::Internal => Err(to_status(e)),
             Err(e) => {
                 self.access.refused_by_domain(&caller, "Check", &e);
                 Ok(Response::new(self.deny(&e)))

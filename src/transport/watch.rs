@@ -1,5 +1,11 @@
 //! WatchRevocations: a snapshot or the delta since the watcher's cursor,
 //! then changes as they are recorded, and heartbeats in between.
+//!
+//! Every message carries the cursor of the state after it, so a watcher
+//! that resumes from any message it got misses nothing. Snapshots and
+//! catch-ups are split into pieces of at most `PIECE` revocations (no
+//! message comes near a client's 4 MiB default limit); only the last piece
+//! carries a cursor.
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +29,9 @@ pub type WatchStream =
 /// its own task.
 const BUFFER: usize = 16;
 
+/// Revocations per message: ~53 bytes each on the wire, so ~0.5 MiB.
+const PIECE: usize = 10_000;
+
 /// `stopping` turns true when the server shuts down: the stream then ends
 /// with UNAVAILABLE (a graceful shutdown waits for open streams, and this
 /// one would never end by itself), and the watcher reconnects elsewhere.
@@ -34,6 +43,11 @@ pub fn stream(
 ) -> WatchStream {
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        let out = Outbox {
+            tx,
+            validation: validation.clone(),
+            heartbeat,
+        };
         // Whatever is recorded from here on wakes us: nothing can slip
         // between a catch-up and the wait that follows it.
         let feed = validation.validator().feed();
@@ -41,14 +55,12 @@ pub fn stream(
         let mut cursor = from;
         loop {
             let (catchup, at) = feed.catch_up(cursor);
-            cursor = Some(at);
-            let at = at.encode();
-            let now = validation.now();
-            for event in events(&*validation, catchup) {
-                if tx.send(Ok(message(&at, now, event))).await.is_err() {
+            for (event, after) in events(&*validation, catchup, cursor, at) {
+                if !out.send(event, after, &mut stopping).await {
                     return;
                 }
             }
+            cursor = Some(at);
             tokio::select! {
                 changed = changes.changed() => {
                     if changed.is_err() {
@@ -56,14 +68,13 @@ pub fn stream(
                     }
                 }
                 _ = tokio::time::sleep(heartbeat) => {
-                    let beat = message(&at, validation.now(), Event::Heartbeat(pb::Heartbeat {}));
-                    if tx.send(Ok(beat)).await.is_err() {
+                    if !out.send(Event::Heartbeat(pb::Heartbeat {}), Some(at), &mut stopping).await {
                         return;
                     }
                 }
-                _ = tx.closed() => return,
-                _ = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                    let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                _ = out.tx.closed() => return,
+                _ = stopped(&mut stopping) => {
+                    let _ = out.tx.try_send(Err(Status::unavailable("the server is shutting down")));
                     return;
                 }
             }
@@ -72,47 +83,106 @@ pub fn stream(
     Box::pin(ReceiverStream::new(rx))
 }
 
-fn events(validation: &dyn TokenValidation, catchup: Catchup) -> Vec<Event> {
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+struct Outbox {
+    tx: mpsc::Sender<Result<pb::WatchRevocationsResponse, Status>>,
+    validation: Arc<dyn TokenValidation>,
+    heartbeat: Duration,
+}
+
+impl Outbox {
+    /// Sends one message; false once the watcher is gone or the server is
+    /// stopping (a watcher that stops reading cannot hold up a shutdown).
+    async fn send(
+        &self,
+        event: Event,
+        after: Option<Cursor>,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let message = pb::WatchRevocationsResponse {
+            cursor: after.map(|c| c.encode()).unwrap_or_default(),
+            sent_at: convert::timestamp(self.validation.now()),
+            event: Some(event),
+            state_age: self
+                .validation
+                .state_age()
+                .and_then(|age| prost_types::Duration::try_from(age).ok()),
+            heartbeat_interval: prost_types::Duration::try_from(self.heartbeat).ok(),
+        };
+        tokio::select! {
+            sent = self.tx.send(Ok(message)) => sent.is_ok(),
+            _ = stopped(stopping) => false,
+        }
+    }
+}
+
+/// The messages of one catch-up, each with the cursor of the state after
+/// it (`None` on pieces before the last).
+fn events(
+    validation: &dyn TokenValidation,
+    catchup: Catchup,
+    from: Option<Cursor>,
+    at: Cursor,
+) -> Vec<(Event, Option<Cursor>)> {
     let validator = validation.validator();
+    let keys = || convert::jwk_set(validator.keys().public_keys());
     match catchup {
-        Catchup::Snapshot => vec![Event::Snapshot(pb::Snapshot {
-            revoked: revoked_sessions(validator.revoked_sessions().snapshot()),
-            keys: Some(convert::jwk_set(validator.keys().public_keys())),
-        })],
+        Catchup::Snapshot => {
+            let revoked = validator.revoked_sessions().snapshot();
+            let mut pieces: Vec<_> = revoked.chunks(PIECE).collect();
+            if pieces.is_empty() {
+                pieces.push(&[]);
+            }
+            let last = pieces.len() - 1;
+            pieces
+                .into_iter()
+                .enumerate()
+                .map(|(i, piece)| {
+                    let snapshot = pb::Snapshot {
+                        revoked: revoked_sessions(piece),
+                        keys: (i == 0).then(keys),
+                        more: i < last,
+                    };
+                    (Event::Snapshot(snapshot), (i == last).then_some(at))
+                })
+                .collect()
+        }
         Catchup::Delta {
             revoked,
             keys_changed,
         } => {
             let mut out = Vec::new();
             if keys_changed {
-                out.push(Event::Keys(convert::jwk_set(
-                    validator.keys().public_keys(),
-                )));
+                // After this message the watcher has the new keys but not
+                // yet the revocations that follow.
+                let after = Cursor {
+                    seq: from.map_or(at.seq, |f| f.seq),
+                    ..at
+                };
+                out.push((Event::Keys(keys()), Some(after)));
             }
-            if !revoked.is_empty() {
-                out.push(Event::Revoked(pb::Revocations {
-                    sessions: revoked_sessions(revoked),
-                }));
+            let pieces: Vec<_> = revoked.chunks(PIECE).collect();
+            let last = pieces.len().saturating_sub(1);
+            for (i, piece) in pieces.into_iter().enumerate() {
+                let batch = pb::Revocations {
+                    sessions: revoked_sessions(piece),
+                };
+                out.push((Event::Revoked(batch), (i == last).then_some(at)));
             }
             out
         }
     }
 }
 
-fn revoked_sessions(sessions: Vec<(uuid::Uuid, Millis)>) -> Vec<pb::RevokedSession> {
+fn revoked_sessions(sessions: &[(uuid::Uuid, Millis)]) -> Vec<pb::RevokedSession> {
     sessions
-        .into_iter()
+        .iter()
         .map(|(id, until)| pb::RevokedSession {
             session_id: id.to_string(),
-            relevant_until: convert::timestamp(until),
+            relevant_until: convert::timestamp(*until),
         })
         .collect()
-}
-
-fn message(cursor: &str, now: Millis, event: Event) -> pb::WatchRevocationsResponse {
-    pb::WatchRevocationsResponse {
-        cursor: cursor.to_owned(),
-        sent_at: convert::timestamp(now),
-        event: Some(event),
-    }
 }

@@ -724,13 +724,19 @@ async fn oversized_metadata_is_refused() {
 
 /// `token-authority serve` on a TEST-NET address (never bound: the
 /// exposure check comes first), in `dir`, with an optional config file.
-fn serve_on_test_net(dir: &std::path::Path, config: Option<&std::path::Path>) -> (bool, String) {
+fn serve_on_test_net(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    extra: &[&str],
+) -> (bool, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_token-authority"));
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
     let output = command
-        .args(["serve", "--listen", "192.0.2.1:50051", "--database-url"])
+        .args(["serve", "--listen", "192.0.2.1:50051"])
+        .args(extra)
+        .arg("--database-url")
         .arg(format!("sqlite://{}/x.db", dir.display()))
         .current_dir(dir)
         .env_remove("TOKEN_AUTHORITY_CONFIG")
@@ -742,9 +748,9 @@ fn serve_on_test_net(dir: &std::path::Path, config: Option<&std::path::Path>) ->
 }
 
 #[test]
-fn serve_refuses_a_non_loopback_address_without_callers() {
+fn serve_refuses_a_non_loopback_address_without_callers_or_with_clear_text_keys() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (succeeded, stderr) = serve_on_test_net(dir.path(), None);
+    let (succeeded, stderr) = serve_on_test_net(dir.path(), None, &[]);
     assert!(!succeeded, "{stderr}");
     assert!(
         stderr.contains("refusing to listen on 192.0.2.1:50051"),
@@ -756,17 +762,24 @@ fn serve_refuses_a_non_loopback_address_without_callers() {
     std::fs::write(
         &config,
         format!(
-            "[[auth.callers]]\nname = \"ops\"\nkey_sha256 = [\"{}\"]\npermissions = [\"*\"]\n",
+            "[[auth.callers]]\nname = \"ops\"\nkey_sha256 = [\"{}\"]\npermissions = [\"*\"]\ntenants = [\"*\"]\n",
             digest.to_hex()
         ),
     )
     .expect("write config");
-    let (succeeded, stderr) = serve_on_test_net(dir.path(), Some(&config));
+    // Bearer keys without TLS would cross the network in clear text.
+    let (succeeded, stderr) = serve_on_test_net(dir.path(), Some(&config), &[]);
+    assert!(!succeeded, "{stderr}");
+    assert!(
+        stderr.contains("refusing to accept bearer keys in clear text on 192.0.2.1:50051"),
+        "{stderr}"
+    );
+    let (succeeded, stderr) = serve_on_test_net(dir.path(), Some(&config), &["--insecure"]);
     assert!(
         !succeeded,
         "192.0.2.1 is not an address of this host: {stderr}"
     );
-    assert!(!stderr.contains("refusing to listen"), "{stderr}");
+    assert!(!stderr.contains("refusing to"), "{stderr}");
     // It got as far as binding, which fails on a TEST-NET address.
     assert!(stderr.contains("binding 192.0.2.1:50051"), "{stderr}");
 }

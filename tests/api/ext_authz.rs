@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use crate::common::*;
 use token_authority::proto::{self as pb, revoke_request::Target};
 
+/// A CheckRequest as Envoy sends it.
 pub fn check_request(headers: &[(&str, &str)], context: &[(&str, &str)]) -> CheckRequest {
     let mut request = CheckRequest::default();
     let attributes = request.attributes.get_or_insert_with(Default::default);

@@ -133,9 +133,9 @@ async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(
     assert_eq!(report.deleted(PurgeKind::SigningKeysRetired), 1);
     server.authority.sync_from_store().await.unwrap();
     assert_eq!(jwks_kids(&server).await, vec![new_key.kid.clone()]);
-    let rotations = server.audit_events(AuditKind::KeyRotated, 1).await;
-    assert_eq!(rotations.len(), 1);
-    assert_eq!(rotations[0].subject, "anonymous");
+    let rotations = server.audit_events(AuditKind::KeyRotated, 2).await;
+    let by: Vec<_> = rotations.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!(by, vec!["first start", "anonymous"]);
 }
 
 async fn es256_keys_sign_tokens_that_verify(backend: Backend) {
@@ -187,6 +187,19 @@ async fn es256_keys_sign_tokens_that_verify(backend: Backend) {
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
+
+    // A delay beyond a year (or one that would overflow) is refused.
+    let far = server
+        .admin_client()
+        .rotate_signing_key(pb::RotateSigningKeyRequest {
+            algorithm: String::new(),
+            activate_in: Some(prost_types::Duration {
+                seconds: i64::MAX / 1000,
+                nanos: 0,
+            }),
+        })
+        .await;
+    assert_invalid(far, "activate_in");
 
     // Unknown algorithms are refused by name.
     let bad = server
@@ -254,8 +267,13 @@ async fn scheduled_rotation_adds_exactly_one_key_when_due(backend: Backend) {
     assert_eq!(server.authority.rotate_if_due().await.unwrap(), None);
     let statuses = key_statuses(&server).await;
     assert_eq!(statuses[0], (added[0].clone(), KeyStatus::Pending as i32));
-    let audited = server.audit_events(AuditKind::KeyRotated, 1).await;
-    assert_eq!(audited[0].subject, "schedule");
+    let audited = server.audit_events(AuditKind::KeyRotated, 2).await;
+    let by: Vec<_> = audited.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!(
+        by,
+        vec!["first start", "schedule"],
+        "one scheduled rotation"
+    );
 }
 
 async fn a_wrong_or_missing_kek_refuses_to_start(backend: Backend) {

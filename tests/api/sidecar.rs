@@ -46,7 +46,8 @@ impl TestSidecar {
             max_staleness,
             authority.clock.clone(),
         ));
-        let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat).unwrap();
+        let upstream =
+            Upstream::from_config(&config.sidecar, config.watch_heartbeat, false).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let telemetry = Telemetry::new(&config.telemetry).unwrap();
@@ -278,6 +279,86 @@ async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backen
         async || sidecar.health("token_authority.v1.Upstream").await == SERVING,
     )
     .await;
+}
+
+/// An authority cut off from its database keeps its stream alive, but its
+/// state ages: its sidecars must count that, not just the heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_goes_stale_with_an_authority_cut_off_from_its_database() {
+    const MAX_STALENESS: Duration = Duration::from_secs(2);
+    let pg = crate::processes::PgServer::start();
+    let url = pg.url();
+    // The authority's database is this test's own server, which it stops.
+    let authority = TestServer::start_with(Backend::Sqlite, |c| {
+        c.database.url = url;
+        c.watch_heartbeat = HEARTBEAT;
+        c.database.acquire_timeout = Duration::from_millis(500);
+        c.database.connect_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let sidecar = TestSidecar::start(&authority, MAX_STALENESS).await;
+    let pair = authority.issue("acme", "alice").await;
+    within(Duration::from_secs(5), "validated", async || {
+        validate_with(&mut sidecar.client.clone(), &pair.access_token)
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let stopping = Instant::now();
+    pg.stop();
+    within(Duration::from_secs(10), "sidecar stale", async || {
+        validate_with(&mut sidecar.client.clone(), &pair.access_token)
+            .await
+            .is_err_and(|s| reason(&s) == "VALIDATION_STATE_STALE")
+    })
+    .await;
+    // State counts as complete from the start of the last good sync, which
+    // may precede the outage by up to one state_sync_interval (250 ms).
+    assert!(
+        stopping.elapsed() >= MAX_STALENESS - Duration::from_millis(250),
+        "stale after {:?}, before the bound",
+        stopping.elapsed()
+    );
+    // The stream itself never broke.
+    assert_eq!(sidecar.health("token_authority.v1.Upstream").await, SERVING);
+
+    pg.start_again();
+    within(
+        Duration::from_secs(20),
+        "fresh again once the database is back",
+        async || {
+            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
+
+#[test]
+fn a_plain_http_upstream_off_loopback_needs_insecure() {
+    let config = |url: &str| token_authority::config::SidecarConfig {
+        upstream: Some(url.into()),
+        ..Default::default()
+    };
+    let remote = config("http://10.0.0.5:50051");
+    let refused = Upstream::from_config(&remote, HEARTBEAT, false)
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("plain HTTP"), "{refused}");
+    assert!(Upstream::from_config(&remote, HEARTBEAT, true).is_ok());
+    for fine in [
+        "http://127.0.0.1:50051",
+        "http://[::1]:50051",
+        "http://localhost:50051",
+        "https://10.0.0.5:50051",
+    ] {
+        assert!(
+            Upstream::from_config(&config(fine), HEARTBEAT, false).is_ok(),
+            "{fine}"
+        );
+    }
 }
 
 /// The real binary: `token-authority sidecar --upstream …`, authenticating

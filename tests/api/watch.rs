@@ -137,4 +137,73 @@ async fn watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor(backend: 
     assert_invalid(oversized, "cursor");
 }
 
-crate::on_both_backends!(watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor,);
+/// A snapshot of many revocations comes in pieces a client with default
+/// limits (4 MiB) reads; only the last piece can be resumed from.
+async fn large_snapshots_come_in_pieces(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let until = server.authority.now() + 3_600_000;
+    let many: Vec<_> = (0..25_000).map(|_| (uuid::Uuid::now_v7(), until)).collect();
+    server.authority.validator().revoke(&many);
+
+    let mut stream = open(&server, "").await;
+    let mut pieces = Vec::new();
+    loop {
+        let (cursor, event) = next_event(&mut stream).await;
+        let Event::Snapshot(piece) = event else {
+            panic!("expected a snapshot piece: {event:?}")
+        };
+        let more = piece.more;
+        pieces.push((cursor, piece));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pieces.len(), 3, "10,000 revocations per piece");
+    assert!(pieces[0].1.keys.is_some(), "keys in the first piece");
+    assert!(pieces[1..].iter().all(|(_, p)| p.keys.is_none()));
+    assert!(
+        pieces[..2].iter().all(|(cursor, _)| cursor.is_empty()),
+        "no resuming mid-snapshot"
+    );
+    assert!(!pieces[2].0.is_empty());
+    let total: usize = pieces.iter().map(|(_, p)| p.revoked.len()).sum();
+    assert_eq!(total, 25_000);
+}
+
+/// Every message's cursor is the state after it: resuming right after a
+/// key-set message still delivers the revocations that followed it.
+async fn resuming_after_a_key_change_misses_no_revocation(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let pair = server.issue("acme", "alice").await;
+    let mut stream = open(&server, "").await;
+    let (start, _) = next_event(&mut stream).await;
+    drop(stream);
+
+    server
+        .admin_client()
+        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
+        .await
+        .unwrap();
+    revoke(&server, &pair.session_id).await;
+
+    let mut resumed = open(&server, &start).await;
+    let (after_keys, event) = next_event(&mut resumed).await;
+    assert!(matches!(event, Event::Keys(_)), "{event:?}");
+    // The link drops right after the key set.
+    drop(resumed);
+    let mut again = open(&server, &after_keys).await;
+    let (_, event) = next_event(&mut again).await;
+    let Event::Revoked(revoked) = event else {
+        panic!("the revocation after the key change was skipped: {event:?}")
+    };
+    assert_eq!(
+        revoked_ids(&revoked.sessions),
+        vec![pair.session_id.clone()]
+    );
+}
+
+crate::on_both_backends!(
+    watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor,
+    large_snapshots_come_in_pieces,
+    resuming_after_a_key_change_misses_no_revocation,
+);

@@ -5,6 +5,7 @@ mod signing;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -91,7 +92,14 @@ pub struct Authority {
     refresh_limiter: Option<KeyedLimiter<(Arc<str>, Uuid)>>,
     /// Start of the last successful sync; `None` until the first full load.
     last_sync: Mutex<Option<Millis>>,
+    /// The same, on the monotonic clock: how old the in-memory state is.
+    last_sync_at: Mutex<Option<Instant>>,
+    /// When idle rate-limit state was last dropped.
+    limiter_cleaned_at: Mutex<Instant>,
 }
+
+/// How often idle per-session rate-limit state is dropped (a full scan).
+const LIMITER_CLEANUP: Duration = Duration::from_secs(30);
 
 impl Authority {
     /// Loads the key-encryption key, the signing keys (creating the first
@@ -108,6 +116,7 @@ impl Authority {
             now,
             now,
             AddKeyIf::NoKeys,
+            "first start",
         )
         .await?;
         let keys = key_store::load_key_set(&store, &kek).await?;
@@ -130,6 +139,8 @@ impl Authority {
             refresh_limiter,
             settings,
             last_sync: Mutex::new(None),
+            last_sync_at: Mutex::new(None),
+            limiter_cleaned_at: Mutex::new(Instant::now()),
         };
         authority.sync_from_store().await?;
         Ok(authority)
@@ -163,6 +174,7 @@ impl Authority {
     /// lifetime; later calls only the recent ones. Also forgets revocations
     /// (and idle rate-limit state) that no longer matter.
     pub async fn sync_from_store(&self) -> Result<()> {
+        let started = Instant::now();
         let now = self.now();
         let previous = *self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
         let window = self.settings.access_ttl + REVOCATION_MARGIN;
@@ -184,10 +196,27 @@ impl Authority {
         self.validator.prune(now);
         self.reload_keys_if_changed().await?;
         if let Some(limiter) = &self.refresh_limiter {
-            limiter.forget_idle();
+            let mut cleaned = self
+                .limiter_cleaned_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cleaned.elapsed() >= LIMITER_CLEANUP {
+                limiter.forget_idle();
+                *cleaned = Instant::now();
+            }
         }
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        *self.last_sync_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
         Ok(())
+    }
+
+    /// Time since the in-memory state was last brought in step with the
+    /// database (what other replicas revoked may be missing for that long).
+    pub fn state_age(&self) -> Option<Duration> {
+        self.last_sync_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|at| at.elapsed())
     }
 
     async fn reload_keys_if_changed(&self) -> Result<()> {

@@ -11,9 +11,11 @@ use crate::domain::key_store;
 use crate::domain::keys::KeyAlgorithm;
 use crate::domain::model::TokenPair;
 use crate::domain::refresh_token::RefreshToken;
-use crate::storage::audit::{AuditKind, OwnedAuditEvent};
 use crate::storage::keys::AddKeyIf;
 use crate::storage::sessions::SessionRow;
+
+/// The longest a new key may wait before it signs.
+const MAX_ACTIVATE_IN: Millis = 365 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
@@ -57,11 +59,15 @@ impl Authority {
         algorithm: Option<KeyAlgorithm>,
         activate_in: Option<Millis>,
     ) -> Result<KeyInfo> {
+        let delay = activate_in.unwrap_or(self.settings.key_publish_ahead);
+        if !(0..=MAX_ACTIVATE_IN).contains(&delay) {
+            return Err(Error::invalid(
+                "activate_in",
+                "must be between 0 and 365 days",
+            ));
+        }
         let now = self.now();
-        let activates_at = now
-            + activate_in
-                .unwrap_or(self.settings.key_publish_ahead)
-                .max(0);
+        let activates_at = now.saturating_add(delay);
         let algorithm = algorithm.unwrap_or(self.settings.key_algorithm);
         let (kid, activates_at) = key_store::add_key(
             &self.store,
@@ -70,6 +76,7 @@ impl Authority {
             now,
             activates_at,
             AddKeyIf::Always,
+            &caller.name,
         )
         .await?
         .ok_or_else(|| Error::Internal("new signing key was not added".into()))?;
@@ -89,6 +96,17 @@ impl Authority {
             return Ok(None);
         }
         let now = self.now();
+        let due_before = now - self.settings.key_rotation_interval;
+        // Cheap check first: generating and sealing a key every minute on
+        // every replica for nothing would be waste.
+        if self
+            .store
+            .newest_key_activation()
+            .await?
+            .is_some_and(|newest| newest >= due_before)
+        {
+            return Ok(None);
+        }
         let activates_at = now + self.settings.key_publish_ahead;
         let algorithm = self.settings.key_algorithm;
         let added = key_store::add_key(
@@ -97,7 +115,8 @@ impl Authority {
             algorithm,
             now,
             activates_at,
-            AddKeyIf::NewestActivatedBefore(now - self.settings.key_rotation_interval),
+            AddKeyIf::NewestActivatedBefore(due_before),
+            "schedule",
         )
         .await?;
         let Some((kid, activates_at)) = added else {
@@ -116,16 +135,6 @@ impl Authority {
         by: &str,
     ) -> Result<()> {
         tracing::info!(%kid, %algorithm, activates_at, %by, "signing key added");
-        self.store
-            .record_audit_events(&[OwnedAuditEvent {
-                at: self.now(),
-                kind: AuditKind::KeyRotated,
-                tenant_id: String::new(),
-                subject: by.to_owned(),
-                session_id: None,
-                detail: Some(format!("kid {kid} ({algorithm}) signs from {activates_at}")),
-            }])
-            .await?;
         self.reload_keys_if_changed().await
     }
 
