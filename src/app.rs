@@ -17,7 +17,7 @@ use crate::jobs::purge::{PurgePolicy, Purger};
 use crate::storage::{Store, StoreError};
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::access_layer::AccessControl;
-use crate::transport::http::{self, HttpSettings};
+use crate::transport::http;
 use crate::transport::{self, GrpcServer, ServeError};
 
 /// How often each replica checks whether a scheduled key rotation is due.
@@ -132,28 +132,17 @@ impl App {
             shutdown.await;
             let _ = stop_servers.send(true);
         });
+        let health: http::HealthProbe =
+            Arc::new(|| (true, serde_json::json!({ "status": "serving" })));
         let http = http_listener
             .map(|listener| {
-                let public_url = self
-                    .config
-                    .http
-                    .public_url
-                    .clone()
-                    .map_or_else(|| listener.local_addr().map(|a| format!("http://{a}")), Ok)?;
-                let settings = HttpSettings {
-                    issuer: self.config.tokens.issuer.clone(),
-                    public_url,
-                    jwks_max_age: self.config.http.jwks_max_age,
-                };
-                let health: http::HealthProbe =
-                    Arc::new(|| (true, serde_json::json!({ "status": "serving" })));
-                Ok::<_, std::io::Error>(tokio::spawn(http::serve(
+                http::spawn(
                     self.authority.clone(),
-                    settings,
+                    &self.config,
                     health,
                     listener,
                     stopped_signal(servers_stopped.clone()),
-                )))
+                )
             })
             .transpose()?;
         let server = GrpcServer {
@@ -170,10 +159,7 @@ impl App {
             servers_stopped,
         )
         .await;
-        let http_served = match http {
-            Some(task) => task.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        };
+        let http_served = http::finished(http).await;
         let _ = stop_jobs.send(true);
         for job in jobs {
             let _ = job.await;

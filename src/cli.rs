@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::access::new_bearer_key;
@@ -37,15 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (migrates the database first).
     Serve {
-        /// Listen address, overriding the configuration (default 127.0.0.1:50051).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// HTTP listener for /.well-known/jwks.json, overriding http.listen.
-        #[arg(long)]
-        http_listen: Option<SocketAddr>,
-        /// Allow a non-loopback listen address without authentication.
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        listeners: Listeners,
     },
     /// Run a local validation sidecar that follows an authority: serves
     /// Validate, Envoy's Check and GetJwks with no call upstream per request.
@@ -53,16 +46,8 @@ pub enum Command {
         /// The authority, e.g. https://authority:50051 (overrides sidecar.upstream).
         #[arg(long)]
         upstream: Option<String>,
-        /// Listen address (default sidecar.listen, 127.0.0.1:50061).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// HTTP listener for JWKS and /healthz, overriding http.listen.
-        #[arg(long)]
-        http_listen: Option<SocketAddr>,
-        /// Allow a non-loopback listen address without authentication, and
-        /// a plain-HTTP upstream that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        listeners: Listeners,
     },
     /// Signing keys: rotate or list (works on the database directly).
     Keys {
@@ -82,6 +67,22 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+}
+
+/// Where to listen, for `serve` and `sidecar`.
+#[derive(Debug, Args)]
+pub struct Listeners {
+    /// gRPC listen address, overriding `listen` (serve, default
+    /// 127.0.0.1:50051) or `sidecar.listen` (sidecar, default 127.0.0.1:50061).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// HTTP listener for /.well-known/jwks.json and /healthz, overriding http.listen.
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Allow what is refused off loopback: no authentication, bearer keys
+    /// without TLS, and (sidecar) a plain-HTTP upstream.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,20 +128,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys(config, command).await,
         Command::Sidecar {
             upstream,
-            listen,
-            http_listen,
-            insecure,
+            listeners,
         } => {
             if upstream.is_some() {
                 config.sidecar.upstream = upstream;
             }
-            if let Some(listen) = listen {
+            if let Some(listen) = listeners.listen {
                 config.sidecar.listen = listen;
             }
-            if http_listen.is_some() {
-                config.http.listen = http_listen;
+            if listeners.http_listen.is_some() {
+                config.http.listen = listeners.http_listen;
             }
-            sidecar(config, insecure).await
+            sidecar(config, listeners.insecure).await
         }
         Command::Callers {
             command: CallersCommand::NewKey,
@@ -153,34 +152,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  key_sha256 = [\"{}\"]", digest.to_hex());
             Ok(())
         }
-        Command::Serve {
-            listen,
-            http_listen,
-            insecure,
-        } => {
-            if let Some(listen) = listen {
+        Command::Serve { listeners } => {
+            if let Some(listen) = listeners.listen {
                 config.listen = listen;
             }
-            if http_listen.is_some() {
-                config.http.listen = http_listen;
+            if listeners.http_listen.is_some() {
+                config.http.listen = listeners.http_listen;
             }
             let listen = config.listen;
-            config.check_exposure(listen, insecure)?;
+            config.check_exposure(listen, listeners.insecure)?;
             if !config.has_authentication() {
                 tracing::warn!("no callers configured: every local process may call every RPC; configure [[auth.callers]] before exposing this server");
             }
             let app = build_with_retry(config.clone()).await?;
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let http = match config.http.listen {
-                Some(addr) => Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("binding {addr}"))?,
-                ),
-                None => None,
-            };
+            let (listener, http) = bind(listen, config.http.listen).await?;
             tracing::info!(address = %listener.local_addr()?, tls = config.tls.is_enabled(), "serving gRPC");
             if let Some(http) = &http {
                 tracing::info!(address = %http.local_addr()?, "serving HTTP (JWKS, discovery, health)");
@@ -203,17 +188,7 @@ async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
         config.sidecar.max_staleness,
         Arc::new(SystemClock),
     ));
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let http = match config.http.listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?,
-        ),
-        None => None,
-    };
+    let (listener, http) = bind(listen, config.http.listen).await?;
     tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
     let served = crate::sidecar::serve(
         sidecar,
@@ -229,6 +204,24 @@ async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The gRPC listener, and the HTTP one if configured.
+async fn bind(
+    grpc: SocketAddr,
+    http: Option<SocketAddr>,
+) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))
+    };
+    let grpc = bind(grpc).await?;
+    let http = match http {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    Ok((grpc, http))
 }
 
 async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {

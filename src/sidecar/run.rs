@@ -16,7 +16,7 @@ use super::Sidecar;
 use crate::app::{stopped_signal, AppError};
 use crate::config::Config;
 use crate::transport::access_layer::AccessControl;
-use crate::transport::http::{self, HttpSettings};
+use crate::transport::http;
 use crate::transport::{self, set_serving, GrpcServer, TokenAuthorityService};
 
 /// The health service name that tracks the link to the authority.
@@ -63,30 +63,20 @@ pub async fn serve(
         })
     };
 
+    let probe_sidecar = sidecar.clone();
+    let probe: http::HealthProbe = Arc::new(move || {
+        let status = probe_sidecar.status();
+        (status.serving(), status.to_json())
+    });
     let http = http_listener
         .map(|listener| {
-            let public_url = config
-                .http
-                .public_url
-                .clone()
-                .map_or_else(|| listener.local_addr().map(|a| format!("http://{a}")), Ok)?;
-            let settings = HttpSettings {
-                issuer: config.tokens.issuer.clone(),
-                public_url,
-                jwks_max_age: config.http.jwks_max_age,
-            };
-            let probe_sidecar = sidecar.clone();
-            let probe: http::HealthProbe = Arc::new(move || {
-                let status = probe_sidecar.status();
-                (status.serving(), status.to_json())
-            });
-            Ok::<_, std::io::Error>(tokio::spawn(http::serve(
+            http::spawn(
                 sidecar.clone(),
-                settings,
+                config,
                 probe,
                 listener,
                 stopped_signal(stopped.clone()),
-            )))
+            )
         })
         .transpose()?;
 
@@ -113,10 +103,7 @@ pub async fn serve(
     let served = server
         .run(routes, listener, stopped_signal(stopped.clone()))
         .await;
-    let http_served = match http {
-        Some(task) => task.await.unwrap_or(Ok(())),
-        None => Ok(()),
-    };
+    let http_served = http::finished(http).await;
     let _ = follower.await;
     reporter.abort();
     served?;

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::domain::keys::jwk::JwkSet;
 use crate::domain::validation::TokenValidation;
 
@@ -32,6 +34,37 @@ struct HttpState {
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
+}
+
+/// Starts the HTTP listener in a task: the key set of `validation`, the
+/// discovery document for `config`, and `health` on `/healthz`.
+pub fn spawn(
+    validation: Arc<dyn TokenValidation>,
+    config: &Config,
+    health: HealthProbe,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
+    let public_url = match &config.http.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let settings = HttpSettings {
+        issuer: config.tokens.issuer.clone(),
+        public_url,
+        jwks_max_age: config.http.jwks_max_age,
+    };
+    Ok(tokio::spawn(serve(
+        validation, settings, health, listener, shutdown,
+    )))
+}
+
+/// Waits for a listener started by `spawn`, if any.
+pub async fn finished(task: Option<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+    match task {
+        Some(task) => task.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    }
 }
 
 pub async fn serve(

@@ -240,6 +240,27 @@ impl TestServer {
         validate_with(&mut self.client(), access_token).await
     }
 
+    /// Revokes one session by id (it must exist).
+    pub async fn revoke(&self, tenant: &str, session_id: &str) {
+        revoke_with(&mut self.client(), tenant, session_id).await;
+    }
+
+    /// Adds a signing key through the Admin RPC (`""`: the configured algorithm).
+    pub async fn rotate_key(
+        &self,
+        algorithm: &str,
+        activate_in: Option<std::time::Duration>,
+    ) -> pb::SigningKey {
+        self.admin_client()
+            .rotate_signing_key(pb::RotateSigningKeyRequest {
+                algorithm: algorithm.into(),
+                activate_in: activate_in.map(|d| prost_types::Duration::try_from(d).unwrap()),
+            })
+            .await
+            .expect("rotate")
+            .into_inner()
+    }
+
     pub async fn list(&self, tenant: &str, subject: &str) -> Vec<pb::Session> {
         self.client()
             .list_sessions(pb::ListSessionsRequest {
@@ -283,6 +304,33 @@ pub async fn refresh_with(
         })
         .await
         .map(|r| r.into_inner().tokens.expect("tokens"))
+}
+
+pub async fn revoke_with(client: &mut Client, tenant: &str, session_id: &str) {
+    client
+        .revoke(pb::RevokeRequest {
+            tenant_id: tenant.into(),
+            target: Some(pb::revoke_request::Target::SessionId(session_id.into())),
+            reason: "test".into(),
+        })
+        .await
+        .expect("revoke");
+}
+
+/// A tool installed into `.venv/bin` by scripts/install-test-tools.sh, or
+/// where `var` points.
+pub fn venv_tool(var: &str, name: &str) -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return path.into();
+    }
+    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    assert!(
+        local.exists(),
+        "{name} not found: run the tests through scripts/test.sh, or set {var}"
+    );
+    local
 }
 
 pub async fn validate_with(client: &mut Client, access_token: &str) -> Result<pb::Claims, Status> {

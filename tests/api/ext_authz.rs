@@ -9,7 +9,6 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 
 use crate::common::*;
-use token_authority::proto::{self as pb, revoke_request::Target};
 
 /// A CheckRequest as Envoy sends it.
 pub fn check_request(headers: &[(&str, &str)], context: &[(&str, &str)]) -> CheckRequest {
@@ -167,15 +166,7 @@ async fn denied_requests_get_a_challenge(backend: Backend) {
     .await;
     assert_eq!(denial(&tenant).1, 403);
 
-    server
-        .client()
-        .revoke(pb::RevokeRequest {
-            tenant_id: "acme".into(),
-            target: Some(Target::SessionId(pair.session_id.clone())),
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    server.revoke("acme", &pair.session_id).await;
     let revoked = check(&server, check_request(&[("authorization", &bearer)], &[])).await;
     assert!(denial(&revoked)
         .2

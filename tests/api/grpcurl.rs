@@ -7,15 +7,7 @@ use std::process::Command;
 use crate::common::*;
 
 fn grpcurl() -> PathBuf {
-    if let Some(path) = std::env::var_os("GRPCURL") {
-        return PathBuf::from(path);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/grpcurl");
-    assert!(
-        local.exists(),
-        "grpcurl not found: run the tests through scripts/test.sh, or set GRPCURL"
-    );
-    local
+    venv_tool("GRPCURL", "grpcurl")
 }
 
 /// `grpcurl -plaintext <flags> <address> <command>`.

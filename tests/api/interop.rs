@@ -7,18 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
-use token_authority::proto as pb;
 
 fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("TA_TEST_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        local.exists(),
-        "python with the interop packages not found: run the tests through scripts/test.sh, or set TA_TEST_PYTHON"
-    );
-    local
+    venv_tool("TA_TEST_PYTHON", "python")
 }
 
 /// Runs `tests/interop/<script>` with `args`; returns (success, stdout, stderr).
@@ -47,14 +38,7 @@ fn verify_with_pyjwt(server: &TestServer, token: &str) -> (bool, String, String)
 async fn pyjwt_verifies_tokens_with_the_published_key_set() {
     let server = TestServer::start(Backend::Sqlite).await;
     let eddsa = server.issue("acme", "alice").await;
-    server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest {
-            algorithm: "ES256".into(),
-            activate_in: Some(prost_types::Duration::default()),
-        })
-        .await
-        .unwrap();
+    server.rotate_key("ES256", Some(Duration::ZERO)).await;
     server.clock.advance(Duration::from_millis(5));
     let es256 = server.issue("acme", "bob").await;
 

@@ -66,12 +66,7 @@ async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(
     let (old_kid, alg) = header_of(&old.access_token);
     assert_eq!(alg, "EdDSA");
 
-    let new_key = server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let new_key = server.rotate_key("", None).await;
     assert_eq!(new_key.status, KeyStatus::Pending as i32);
     assert_ne!(new_key.kid, old_kid);
     // Published at once: every verifier learns it before any token carries it.
@@ -141,15 +136,7 @@ async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(
 async fn es256_keys_sign_tokens_that_verify(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.clock.advance(Duration::from_secs(1));
-    let key = server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest {
-            algorithm: "ES256".into(),
-            activate_in: Some(prost_types::Duration::default()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let key = server.rotate_key("ES256", Some(Duration::ZERO)).await;
     assert_eq!(
         key.status,
         KeyStatus::Active as i32,
@@ -393,14 +380,7 @@ async fn a_database_dump_holds_no_token_or_key_in_plain_text(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.clock.advance(Duration::from_secs(1));
     // An ES256 key as well, so that both kinds of private key are looked for.
-    server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest {
-            algorithm: "ES256".into(),
-            activate_in: Some(prost_types::Duration::default()),
-        })
-        .await
-        .unwrap();
+    server.rotate_key("ES256", Some(Duration::ZERO)).await;
     let first = server.issue("acme", "dump-subject").await;
     let second = server.refresh(&first.refresh_token).await.unwrap();
 

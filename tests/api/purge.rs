@@ -5,22 +5,10 @@ use std::time::Duration;
 use tonic::Code;
 
 use crate::common::*;
-use token_authority::proto::{self as pb, revoke_request::Target};
+use token_authority::proto as pb;
 use token_authority::storage::purge::PurgeKind;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-async fn revoke(server: &TestServer, session_id: &str) {
-    server
-        .client()
-        .revoke(pb::RevokeRequest {
-            tenant_id: "acme".into(),
-            target: Some(Target::SessionId(session_id.to_owned())),
-            reason: "test".into(),
-        })
-        .await
-        .unwrap();
-}
 
 async fn issue_many(server: &TestServer, prefix: &str, n: usize) -> Vec<pb::TokenPair> {
     let mut pairs = Vec::new();
@@ -46,7 +34,7 @@ async fn purge_deletes_exactly_what_is_due(backend: Backend) {
     let idle = issue_many(&server, "idle", 12).await;
     let revoked = issue_many(&server, "revoked", 9).await;
     for pair in &revoked {
-        revoke(&server, &pair.session_id).await;
+        server.revoke("acme", &pair.session_id).await;
     }
     // t = 36 h: 3 of the idle ones stay active; 5 new sessions.
     server.clock.advance(36 * HOUR);
@@ -59,7 +47,7 @@ async fn purge_deletes_exactly_what_is_due(backend: Backend) {
     server.clock.advance(Duration::from_secs(23 * 3600 + 1800));
     let recent = issue_many(&server, "recent", 2).await;
     for pair in &recent {
-        revoke(&server, &pair.session_id).await;
+        server.revoke("acme", &pair.session_id).await;
     }
     assert_eq!(server.session_rows().await, 12 + 9 + 5 + 2);
 

@@ -15,8 +15,8 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::common::*;
 use token_authority::access::Permission;
 use token_authority::config::Config;
+use token_authority::proto as pb;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
-use token_authority::proto::{self as pb, revoke_request::Target};
 use token_authority::sidecar::{Sidecar, Upstream};
 use token_authority::telemetry::Telemetry;
 
@@ -78,6 +78,10 @@ impl TestSidecar {
         }
     }
 
+    async fn validate(&self, access_token: &str) -> Result<pb::Claims, tonic::Status> {
+        validate_with(&mut self.client.clone(), access_token).await
+    }
+
     async fn health(&self, service: &str) -> i32 {
         HealthClient::new(self.channel.clone())
             .check(HealthCheckRequest {
@@ -121,7 +125,8 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
     .await;
 
     let pair = authority.issue("acme", "alice").await;
-    let claims = validate_with(&mut sidecar.client.clone(), &pair.access_token)
+    let claims = sidecar
+        .validate(&pair.access_token)
         .await
         .expect("validated by the sidecar");
     assert_eq!(claims.subject, "alice");
@@ -133,20 +138,13 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
     assert_eq!(refused.unwrap_err().code(), Code::Unimplemented);
 
     // A revocation on the authority reaches the sidecar within the bound.
-    authority
-        .client()
-        .revoke(pb::RevokeRequest {
-            tenant_id: "acme".into(),
-            target: Some(Target::SessionId(pair.session_id.clone())),
-            reason: "test".into(),
-        })
-        .await
-        .unwrap();
+    authority.revoke("acme", &pair.session_id).await;
     let delay = within(
         Duration::from_millis(500),
         "revocation at the sidecar",
         async || {
-            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+            sidecar
+                .validate(&pair.access_token)
                 .await
                 .is_err_and(|s| reason(&s) == "SESSION_REVOKED")
         },
@@ -155,12 +153,7 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
     eprintln!("revocation reached the sidecar in {delay:?}");
 
     // A new key reaches it before any token carries it.
-    let key = authority
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let key = authority.rotate_key("", None).await;
     let delay = within(
         Duration::from_millis(500),
         "new key at the sidecar",
@@ -177,7 +170,8 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
     eprintln!("key rotation reached the sidecar in {delay:?}");
     authority.clock.advance(Duration::from_secs(10 * 60 + 1));
     let signed_by_new_key = authority.issue("acme", "carol").await;
-    let claims = validate_with(&mut sidecar.client.clone(), &signed_by_new_key.access_token)
+    let claims = sidecar
+        .validate(&signed_by_new_key.access_token)
         .await
         .unwrap();
     assert_eq!(claims.key_id, key.kid);
@@ -189,9 +183,7 @@ async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backen
     let sidecar = TestSidecar::start(&authority, MAX_STALENESS).await;
     let pair = authority.issue("acme", "alice").await;
     within(Duration::from_secs(5), "validated", async || {
-        validate_with(&mut sidecar.client.clone(), &pair.access_token)
-            .await
-            .is_ok()
+        sidecar.validate(&pair.access_token).await.is_ok()
     })
     .await;
     within(Duration::from_secs(1), "upstream reported up", async || {
@@ -209,7 +201,8 @@ async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backen
     )
     .await;
     // Still validating, and saying why it may be behind.
-    validate_with(&mut sidecar.client.clone(), &pair.access_token)
+    sidecar
+        .validate(&pair.access_token)
         .await
         .expect("validates with cached state");
     assert_eq!(sidecar.health("").await, SERVING);
@@ -228,7 +221,7 @@ async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backen
     )
     .await;
     assert_error(
-        validate_with(&mut sidecar.client.clone(), &pair.access_token).await,
+        sidecar.validate(&pair.access_token).await,
         Code::Unavailable,
         "VALIDATION_STATE_STALE",
     );
@@ -247,27 +240,16 @@ async fn sidecar_keeps_validating_while_the_authority_is_down_and_says_so(backen
     within(
         Duration::from_secs(10),
         "sidecar back in step",
-        async || {
-            validate_with(&mut sidecar.client.clone(), &pair.access_token)
-                .await
-                .is_ok()
-        },
+        async || sidecar.validate(&pair.access_token).await.is_ok(),
     )
     .await;
-    authority
-        .client()
-        .revoke(pb::RevokeRequest {
-            tenant_id: "acme".into(),
-            target: Some(Target::SessionId(pair.session_id.clone())),
-            reason: "test".into(),
-        })
-        .await
-        .unwrap();
+    authority.revoke("acme", &pair.session_id).await;
     within(
         Duration::from_millis(500),
         "revocation after restart",
         async || {
-            validate_with(&mut sidecar.client.clone(), &pair.access_token)
+            sidecar
+                .validate(&pair.access_token)
                 .await
                 .is_err_and(|s| reason(&s) == "SESSION_REVOKED")
         },
@@ -299,16 +281,15 @@ async fn a_sidecar_goes_stale_with_an_authority_cut_off_from_its_database() {
     let sidecar = TestSidecar::start(&authority, MAX_STALENESS).await;
     let pair = authority.issue("acme", "alice").await;
     within(Duration::from_secs(5), "validated", async || {
-        validate_with(&mut sidecar.client.clone(), &pair.access_token)
-            .await
-            .is_ok()
+        sidecar.validate(&pair.access_token).await.is_ok()
     })
     .await;
 
     let stopping = Instant::now();
     pg.stop();
     within(Duration::from_secs(10), "sidecar stale", async || {
-        validate_with(&mut sidecar.client.clone(), &pair.access_token)
+        sidecar
+            .validate(&pair.access_token)
             .await
             .is_err_and(|s| reason(&s) == "VALIDATION_STATE_STALE")
     })
@@ -327,11 +308,7 @@ async fn a_sidecar_goes_stale_with_an_authority_cut_off_from_its_database() {
     within(
         Duration::from_secs(20),
         "fresh again once the database is back",
-        async || {
-            validate_with(&mut sidecar.client.clone(), &pair.access_token)
-                .await
-                .is_ok()
-        },
+        async || sidecar.validate(&pair.access_token).await.is_ok(),
     )
     .await;
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tonic::Streaming;
 
 use crate::common::*;
+use token_authority::proto as pb;
 use token_authority::proto::watch_revocations_response::Event;
-use token_authority::proto::{self as pb, revoke_request::Target};
 
 async fn open(server: &TestServer, cursor: &str) -> Streaming<pb::WatchRevocationsResponse> {
     server
@@ -34,18 +34,6 @@ async fn next_event(stream: &mut Streaming<pb::WatchRevocationsResponse>) -> (St
     }
 }
 
-async fn revoke(server: &TestServer, session_id: &str) {
-    server
-        .client()
-        .revoke(pb::RevokeRequest {
-            tenant_id: "acme".into(),
-            target: Some(Target::SessionId(session_id.into())),
-            reason: "watch test".into(),
-        })
-        .await
-        .unwrap();
-}
-
 fn revoked_ids(sessions: &[pb::RevokedSession]) -> Vec<String> {
     let mut ids: Vec<_> = sessions.iter().map(|s| s.session_id.clone()).collect();
     ids.sort();
@@ -66,7 +54,7 @@ async fn watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor(backend: 
     assert!(snapshot.revoked.is_empty());
     assert_eq!(snapshot.keys.expect("keys").keys.len(), 1);
 
-    revoke(&server, &first.session_id).await;
+    server.revoke("acme", &first.session_id).await;
     let (cursor, event) = next_event(&mut stream).await;
     let Event::Revoked(revoked) = event else {
         panic!("expected a revocation: {event:?}")
@@ -93,7 +81,7 @@ async fn watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor(backend: 
     drop(stream);
 
     // While disconnected, another revocation; resuming sends only it.
-    revoke(&server, &second.session_id).await;
+    server.revoke("acme", &second.session_id).await;
     let mut resumed = open(&server, &cursor).await;
     let (_, event) = next_event(&mut resumed).await;
     let Event::Revoked(delta) = event else {
@@ -105,11 +93,7 @@ async fn watchers_get_a_snapshot_then_changes_and_resume_from_a_cursor(backend: 
     );
 
     // A key added meanwhile arrives as the new key set.
-    server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
-        .await
-        .unwrap();
+    server.rotate_key("", None).await;
     let (_, event) = next_event(&mut resumed).await;
     let Event::Keys(keys) = event else {
         panic!("expected the key set: {event:?}")
@@ -179,12 +163,8 @@ async fn resuming_after_a_key_change_misses_no_revocation(backend: Backend) {
     let (start, _) = next_event(&mut stream).await;
     drop(stream);
 
-    server
-        .admin_client()
-        .rotate_signing_key(pb::RotateSigningKeyRequest::default())
-        .await
-        .unwrap();
-    revoke(&server, &pair.session_id).await;
+    server.rotate_key("", None).await;
+    server.revoke("acme", &pair.session_id).await;
 
     let mut resumed = open(&server, &start).await;
     let (after_keys, event) = next_event(&mut resumed).await;
