@@ -34,15 +34,26 @@ const MAX_AUTHORIZATION: usize = 1024;
 /// A method name as audited: the path is the client's, so it is bounded.
 const MAX_AUDITED_METHOD: usize = 64;
 
+/// Whose allowance a request spends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RateKey {
+    Caller(Arc<str>),
+    /// Unauthenticated: the peer's address.
+    Peer(Option<IpAddr>),
+}
+
 pub struct AccessControl {
     policy: Policy,
     /// Per caller name (or per peer IP when unauthenticated).
-    default_rate: Option<KeyedLimiter<String>>,
+    default_rate: Option<KeyedLimiter<RateKey>>,
     /// Callers with a rate of their own.
     own_rates: HashMap<Arc<str>, KeyedLimiter<()>>,
     max_metadata_bytes: usize,
     audit: Option<AuditQueue>,
     clock: SharedClock,
+    /// Who every request is without authentication (made once: admission
+    /// is on every request's path).
+    anonymous: Caller,
 }
 
 impl AccessControl {
@@ -74,6 +85,7 @@ impl AccessControl {
             max_metadata_bytes: config.limits.max_metadata_bytes,
             audit,
             clock,
+            anonymous: Caller::anonymous(),
         })
     }
 
@@ -89,13 +101,6 @@ impl AccessControl {
     fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
         let path = request.uri().path();
         let required = Required::for_path(path);
-        let method: String = path
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(MAX_AUDITED_METHOD)
-            .collect();
         let metadata_bytes: usize = path.len()
             + request
                 .headers()
@@ -126,6 +131,7 @@ impl AccessControl {
                     // Unauthenticated requests share their peer's allowance,
                     // so that a flood of them is cut short before auditing.
                     self.check_rate(None, peer)?;
+                    let method = method_of(request.uri().path());
                     self.refuse(denial, &method, None, peer);
                     return Err(status::denied(denial, &method));
                 }
@@ -139,11 +145,12 @@ impl AccessControl {
         if let (Some(caller), Required::Permission(permission)) = (&caller, required) {
             if !caller.may(permission) {
                 let denial = Denial::PermissionNotGranted;
+                let method = method_of(request.uri().path());
                 self.refuse(denial, &method, Some(&caller.caller), peer);
                 return Err(status::denied(denial, &method));
             }
         }
-        let caller = caller.map_or_else(Caller::anonymous, |c| c.caller.clone());
+        let caller = caller.map_or_else(|| self.anonymous.clone(), |c| c.caller.clone());
         request.extensions_mut().insert(caller);
         Ok(())
     }
@@ -172,11 +179,12 @@ impl AccessControl {
                 None => self
                     .default_rate
                     .as_ref()
-                    .map_or(Ok(()), |l| l.check(&c.caller.name.to_string())),
+                    .map_or(Ok(()), |l| l.check(&RateKey::Caller(c.caller.name.clone()))),
             },
-            None => self.default_rate.as_ref().map_or(Ok(()), |l| {
-                l.check(&peer.map_or_else(|| "peer:unknown".to_owned(), |ip| format!("peer:{ip}")))
-            }),
+            None => self
+                .default_rate
+                .as_ref()
+                .map_or(Ok(()), |l| l.check(&RateKey::Peer(peer))),
         };
         outcome.map_err(status::caller_rate_limited)
     }
@@ -209,6 +217,16 @@ impl AccessControl {
             });
         }
     }
+}
+
+/// The method of a path, as audited (the path is the client's: bounded).
+fn method_of(path: &str) -> String {
+    path.rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_AUDITED_METHOD)
+        .collect()
 }
 
 /// The key of an `authorization: Bearer <key>` header, if there is one.
