@@ -123,16 +123,6 @@ impl RevocationFeed {
         }
     }
 
-    /// The cursor of the current state.
-    pub fn cursor(&self) -> Cursor {
-        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        Cursor {
-            epoch: self.epoch,
-            seq: h.seq,
-            keys_version: h.keys_version,
-        }
-    }
-
     /// What a watcher at `from` is missing, and the cursor it will be at.
     pub fn catch_up(&self, from: Option<Cursor>) -> (Catchup, Cursor) {
         let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -192,7 +182,7 @@ mod tests {
         let feed = RevocationFeed::default();
         let (first, _) = feed.catch_up(None);
         assert_eq!(first, Catchup::Snapshot);
-        let start = feed.cursor();
+        let (_, start) = feed.catch_up(None);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         feed.revoked(&[(a, 100)]);
         feed.keys_changed();

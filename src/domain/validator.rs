@@ -38,10 +38,6 @@ impl Validator {
         }
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// Signature, type, issuer, lifetime, the caller's tenants, the expected
     /// audience and tenant, and revocation of the session.
     pub fn validate(

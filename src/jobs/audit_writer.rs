@@ -40,10 +40,6 @@ impl AuditQueue {
             }
         }
     }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// Writes queued events until `stop` changes, then writes what is left.
