@@ -44,7 +44,8 @@ fn access_tokens(c: &mut Criterion) {
         });
         c.bench_function(&format!("access_token/verify/{algorithm}"), |b| {
             b.iter(|| {
-                access_token::verify(&verifying, "token-authority", black_box(&token), now).unwrap()
+                access_token::verify(&verifying, "token-authority", black_box(&token), now, 0)
+                    .unwrap()
             })
         });
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::access::new_bearer_key;
-use crate::app::App;
+use crate::app::{stopped_signal, App};
 use crate::clock::{duration_millis, SystemClock};
 use crate::config::Config;
 use crate::domain::caller::Caller;
@@ -114,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         config.database.url = url;
     }
     telemetry::init_logging(&config.log);
+    let stopping = listen_for_shutdown()?;
     match cli.command {
         Command::Migrate => {
             let store = Store::connect(&config.database)
@@ -124,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await?;
             Ok(())
         }
-        Command::Purge { once } => purge(config, once).await,
+        Command::Purge { once } => purge(config, once, &stopping).await,
         Command::Keys { command } => keys(config, command).await,
         Command::Sidecar {
             upstream,
@@ -139,7 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if listeners.http_listen.is_some() {
                 config.http.listen = listeners.http_listen;
             }
-            sidecar(config, listeners.insecure).await
+            sidecar(config, listeners.insecure, &stopping).await
         }
         Command::Callers {
             command: CallersCommand::NewKey,
@@ -164,20 +166,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !config.has_authentication() {
                 tracing::warn!("no callers configured: every local process may call every RPC; configure [[auth.callers]] before exposing this server");
             }
-            let app = build_with_retry(config.clone()).await?;
+            let app = build_with_retry(config.clone(), &stopping).await?;
             let (listener, http) = bind(listen, config.http.listen).await?;
             tracing::info!(address = %listener.local_addr()?, tls = config.tls.is_enabled(), "serving gRPC");
             if let Some(http) = &http {
                 tracing::info!(address = %http.local_addr()?, "serving HTTP (JWKS, discovery, health)");
             }
-            app.serve(listener, http, shutdown_signal()).await?;
+            app.serve(listener, http, shutdown_signal(&stopping))
+                .await?;
             tracing::info!("stopped");
             Ok(())
         }
     }
 }
 
-async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
+async fn sidecar(
+    config: Config,
+    insecure: bool,
+    stopping: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let listen = config.sidecar.listen;
     config.check_exposure(listen, insecure)?;
     let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, insecure)?;
@@ -185,6 +192,7 @@ async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
     let sidecar = Arc::new(Sidecar::new(
         config.tokens.issuer.clone(),
         config.tokens.verified_token_cache,
+        config.tokens.clock_leeway,
         config.sidecar.max_staleness,
         Arc::new(SystemClock),
     ));
@@ -197,7 +205,7 @@ async fn sidecar(config: Config, insecure: bool) -> anyhow::Result<()> {
         &telemetry,
         listener,
         http,
-        shutdown_signal(),
+        shutdown_signal(stopping),
     )
     .await;
     telemetry.shutdown().await;
@@ -281,14 +289,14 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 
-async fn purge(config: Config, once: bool) -> anyhow::Result<()> {
+async fn purge(config: Config, once: bool, stopping: &watch::Receiver<bool>) -> anyhow::Result<()> {
     let app = App::build(config.clone(), Arc::new(SystemClock)).await?;
     if !once {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let purger = app.purger.clone();
         let every = config.purge.interval;
         let task = tokio::spawn(async move { purger.run(every, stopped).await });
-        shutdown_signal().await;
+        shutdown_signal(stopping).await;
         let _ = stop.send(true);
         let _ = task.await;
         app.shutdown().await;
@@ -313,17 +321,22 @@ async fn purge(config: Config, once: bool) -> anyhow::Result<()> {
 }
 
 /// Builds the app, waiting for the database if it is not reachable yet
-/// (a replica may start before its database). Other errors end the process.
-async fn build_with_retry(config: Config) -> anyhow::Result<App> {
+/// (a replica may start before its database). Other errors end the process,
+/// and so does a shutdown signal at any point.
+async fn build_with_retry(config: Config, stopping: &watch::Receiver<bool>) -> anyhow::Result<App> {
     let mut delay = Duration::from_millis(250);
     loop {
-        match App::build(config.clone(), Arc::new(SystemClock)).await {
+        let built = tokio::select! {
+            built = App::build(config.clone(), Arc::new(SystemClock)) => built,
+            _ = shutdown_signal(stopping) => anyhow::bail!("stopped while starting"),
+        };
+        match built {
             Ok(app) => return Ok(app),
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in = ?delay, "database unavailable at start; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the database"),
+                    _ = shutdown_signal(stopping) => anyhow::bail!("stopped while waiting for the database"),
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -332,31 +345,26 @@ async fn build_with_retry(config: Config) -> anyhow::Result<App> {
     }
 }
 
+/// Starts listening for ctrl-c and SIGTERM at once, so that a signal that
+/// arrives at any point of start-up (connecting, migrating, waiting for the
+/// database) is not lost; the receiver turns true when one arrives.
+fn listen_for_shutdown() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for ctrl-c")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutdown requested; draining");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
 /// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutdown requested; draining");
+fn shutdown_signal(stopping: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    stopped_signal(stopping.clone())
 }

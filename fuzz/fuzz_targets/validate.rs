@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let now = SystemClock.now_millis();
-        let validator = Validator::new(ISSUER.into(), 1024);
+        let validator = Validator::new(ISSUER.into(), 1024, 60_000);
         let mut signers = Vec::new();
         let mut publics = Vec::new();
         for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
 mod m20261124_000002_key_activation;
+mod m20261201_000003_revocation_cursor;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261124_000002_key_activation::Migration),
+            Box::new(m20261201_000003_revocation_cursor::Migration),
         ]
     }
 }

@@ -276,10 +276,21 @@ pub struct TokenConfig {
     /// A session ends when it is not refreshed for this long.
     #[serde(with = "humantime_serde")]
     pub session_idle_ttl: Duration,
-    /// A just-rotated refresh token presented again within this window gets
-    /// the same successor instead of being treated as a replay.
+    /// A refresh token presented again after it was rotated, while its
+    /// successor has not been used yet, gets that same successor if it
+    /// comes back within this long after the rotation committed (by the
+    /// database's clock): two tabs refreshing at once, or a client retrying
+    /// after a lost response, a stall or a crash of the server. Outside it,
+    /// or once the successor was used, it is a replay and revokes the
+    /// session. (It replaces `refresh_grace`, measured on each replica's clock.)
     #[serde(with = "humantime_serde")]
-    pub refresh_grace: Duration,
+    pub refresh_retry_window: Duration,
+    /// How far `exp`, `nbf` and `iat` may be off when validating, for
+    /// clocks that differ between the machine that minted a token and the
+    /// one that checks it. It also extends an expired token's life by as
+    /// much.
+    #[serde(with = "humantime_serde")]
+    pub clock_leeway: Duration,
     /// Record an audit event for every refresh (issue, revoke and reuse are
     /// always recorded).
     pub audit_refreshes: bool,
@@ -338,7 +349,8 @@ impl Default for TokenConfig {
             access_ttl: Duration::from_secs(15 * 60),
             session_absolute_ttl: Duration::from_secs(30 * 24 * 3600),
             session_idle_ttl: Duration::from_secs(7 * 24 * 3600),
-            refresh_grace: Duration::from_secs(10),
+            refresh_retry_window: Duration::from_secs(10 * 60),
+            clock_leeway: Duration::from_secs(60),
             audit_refreshes: true,
             verified_token_cache: 50_000,
         }
@@ -386,6 +398,7 @@ impl Config {
             ("tokens.access_ttl", t.access_ttl),
             ("tokens.session_absolute_ttl", t.session_absolute_ttl),
             ("tokens.session_idle_ttl", t.session_idle_ttl),
+            ("tokens.refresh_retry_window", t.refresh_retry_window),
             ("request_timeout", self.request_timeout),
             ("state_sync_interval", self.state_sync_interval),
             ("watch_heartbeat", self.watch_heartbeat),

@@ -58,7 +58,13 @@ pub struct Verified {
 
 /// Checks signature, type, issuer and lifetime. Audience, tenant and
 /// revocation are the caller's to check.
-pub fn verify(keys: &VerifyingKeys, issuer: &str, token: &str, now: Millis) -> Result<Verified> {
+pub fn verify(
+    keys: &VerifyingKeys,
+    issuer: &str,
+    token: &str,
+    now: Millis,
+    leeway: Millis,
+) -> Result<Verified> {
     let header = decode_header(token).map_err(|_| Error::TokenInvalid)?;
     if header.typ.as_deref() != Some(TOKEN_TYPE) {
         return Err(Error::TokenInvalid);
@@ -74,18 +80,68 @@ pub fn verify(keys: &VerifyingKeys, issuer: &str, token: &str, now: Millis) -> R
     if claims.iss != issuer {
         return Err(Error::TokenInvalid);
     }
-    check_lifetime(&claims, now)?;
+    check_lifetime(&claims, now, leeway)?;
     Ok(Verified { claims, kid })
 }
 
-/// `exp` and `nbf` against the service's clock.
-pub fn check_lifetime(claims: &AccessClaims, now: Millis) -> Result<()> {
+/// `exp`, `nbf` and `iat` against the service's clock, allowing clocks to
+/// differ by `leeway` (which also lets a token live that much past `exp`).
+pub fn check_lifetime(claims: &AccessClaims, now: Millis, leeway: Millis) -> Result<()> {
     let now_secs = now.div_euclid(1000);
-    if now_secs >= claims.exp {
+    let leeway_secs = leeway.div_euclid(1000);
+    if now_secs >= claims.exp.saturating_add(leeway_secs) {
         return Err(Error::TokenExpired);
     }
-    if now_secs < claims.nbf {
+    if now_secs.saturating_add(leeway_secs) < claims.nbf.max(claims.iat) {
         return Err(Error::TokenNotYetValid);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(iat: i64, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "iss".into(),
+            sub: "sub".into(),
+            aud: "aud".into(),
+            exp,
+            iat,
+            nbf: iat,
+            jti: "jti".into(),
+            sid: "sid".into(),
+            tenant: "t".into(),
+            scope: String::new(),
+            extra: Map::new(),
+        }
+    }
+
+    #[test]
+    fn leeway_covers_a_minting_clock_ahead_and_an_expiry_just_past() {
+        let c = claims(1_000, 1_900);
+        let leeway = 60_000;
+        // Minted by a clock 59 s ahead: valid; 61 s ahead: not yet.
+        assert!(check_lifetime(&c, 941_000, leeway).is_ok());
+        assert!(matches!(
+            check_lifetime(&c, 939_000, leeway),
+            Err(Error::TokenNotYetValid)
+        ));
+        // Past exp by less than the leeway: still valid; by more: expired.
+        assert!(check_lifetime(&c, 1_959_000, leeway).is_ok());
+        assert!(matches!(
+            check_lifetime(&c, 1_960_000, leeway),
+            Err(Error::TokenExpired)
+        ));
+        // No leeway: exact.
+        assert!(matches!(
+            check_lifetime(&c, 999_000, 0),
+            Err(Error::TokenNotYetValid)
+        ));
+        assert!(matches!(
+            check_lifetime(&c, 1_900_000, 0),
+            Err(Error::TokenExpired)
+        ));
+    }
 }

@@ -30,6 +30,10 @@ pub enum Error {
     SessionNotFound,
     #[error("storage is unavailable")]
     Unavailable(#[source] crate::storage::StoreError),
+    #[error("storage did not answer within {} ms", budget.as_millis())]
+    StorageTimeout { budget: std::time::Duration },
+    #[error("the subject has its maximum of sessions, all in use; retry in {} s", retry_after.as_secs())]
+    SessionLimit { retry_after: std::time::Duration },
     #[error("not in step with the token authority yet (no key set received)")]
     NotSynced,
     #[error("no word from the token authority for {} s: validation state too old to trust", stale_for.as_secs())]
@@ -77,7 +81,8 @@ impl Error {
             Error::SessionRevoked => "SESSION_REVOKED",
             Error::SessionExpired => "SESSION_EXPIRED",
             Error::SessionNotFound => "SESSION_NOT_FOUND",
-            Error::Unavailable(_) => "STORAGE_UNAVAILABLE",
+            Error::Unavailable(_) | Error::StorageTimeout { .. } => "STORAGE_UNAVAILABLE",
+            Error::SessionLimit { .. } => "SESSION_LIMIT_REACHED",
             Error::NotSynced => "NOT_SYNCED",
             Error::Stale { .. } => "VALIDATION_STATE_STALE",
             Error::KeyStore(_) | Error::Internal(_) => "INTERNAL",
@@ -96,11 +101,12 @@ impl Error {
             Error::AudienceMismatch | Error::TenantMismatch | Error::TenantNotPermitted => {
                 ErrorKind::PermissionDenied
             }
-            Error::RateLimited { .. } => ErrorKind::ResourceExhausted,
+            Error::RateLimited { .. } | Error::SessionLimit { .. } => ErrorKind::ResourceExhausted,
             Error::SessionNotFound => ErrorKind::NotFound,
-            Error::Unavailable(_) | Error::NotSynced | Error::Stale { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::Unavailable(_)
+            | Error::StorageTimeout { .. }
+            | Error::NotSynced
+            | Error::Stale { .. } => ErrorKind::Unavailable,
             Error::KeyStore(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -16,5 +16,7 @@ pub mod validation;
 pub mod validator;
 mod verified_tokens;
 
-pub use authority::{Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN};
+pub use authority::{
+    Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN, REVOKED_SET_MARGIN,
+};
 pub use error::{Error, ErrorKind, Result};

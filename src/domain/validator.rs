@@ -21,6 +21,8 @@ use crate::clock::Millis;
 
 pub struct Validator {
     issuer: String,
+    /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
+    leeway: Millis,
     keys: RwLock<Arc<VerifyingKeys>>,
     revoked: RevokedSessions,
     verified: VerifiedTokens,
@@ -28,9 +30,10 @@ pub struct Validator {
 }
 
 impl Validator {
-    pub fn new(issuer: String, cache_capacity: usize) -> Self {
+    pub fn new(issuer: String, cache_capacity: usize, leeway: Millis) -> Self {
         Self {
             issuer,
+            leeway,
             keys: RwLock::new(Arc::new(VerifyingKeys::default())),
             revoked: RevokedSessions::default(),
             verified: VerifiedTokens::new(cache_capacity),
@@ -60,12 +63,13 @@ impl Validator {
         let key = VerifiedTokens::key(&req.access_token);
         let verified = match self.verified.get(&key) {
             Some(hit) => {
-                access_token::check_lifetime(&hit.claims, now)?;
+                access_token::check_lifetime(&hit.claims, now, self.leeway)?;
                 hit
             }
             None => {
                 let keys = self.keys();
-                let checked = access_token::verify(&keys, &self.issuer, &req.access_token, now)?;
+                let checked =
+                    access_token::verify(&keys, &self.issuer, &req.access_token, now, self.leeway)?;
                 let session =
                     Uuid::try_parse(&checked.claims.sid).map_err(|_| Error::TokenInvalid)?;
                 let fresh = Arc::new(VerifiedToken {
@@ -135,6 +139,10 @@ impl Validator {
         changed
     }
 
+    pub fn is_revoked(&self, session: &Uuid) -> bool {
+        self.revoked.contains(session)
+    }
+
     /// What WatchRevocations streams.
     pub fn feed(&self) -> &RevocationFeed {
         &self.feed
@@ -189,7 +197,7 @@ mod tests {
         let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
         let mut now: Millis = 1_700_000_000_000;
         // A tiny cache, so that evictions happen all the time.
-        let validator = Validator::new("iss".into(), 8);
+        let validator = Validator::new("iss".into(), 8, 0);
         validator.set_keys(Arc::new(keys));
         let mut rng = Lcg(42);
         let mut tokens = Vec::new();

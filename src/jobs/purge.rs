@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::clock::{duration_millis, SharedClock};
 use crate::config::PurgeConfig;
-use crate::domain::REVOCATION_MARGIN;
+use crate::domain::{REVOCATION_MARGIN, REVOKED_SET_MARGIN};
 use crate::storage::purge::{PurgeCutoffs, PurgeKind};
 use crate::storage::{Store, StoreResult};
 use crate::telemetry::Metrics;
@@ -31,7 +31,7 @@ impl PurgePolicy {
             batch_pause: config.batch_pause,
             // A restarted replica rebuilds its revoked set from these rows.
             revoked_retention: duration_millis(config.revoked_retention)
-                .max(access_ttl + REVOCATION_MARGIN),
+                .max(access_ttl + REVOCATION_MARGIN + REVOKED_SET_MARGIN),
             audit_retention: duration_millis(config.audit_retention),
             access_ttl,
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub use run::serve;
 pub use upstream::{Upstream, UpstreamError};
 
-use crate::clock::{Millis, SharedClock};
+use crate::clock::{duration_millis, Millis, SharedClock};
 use crate::domain::caller::Caller;
 use crate::domain::error::{Error, Result};
 use crate::domain::keys::{PublicKey, VerifyingKeys};
@@ -77,9 +77,15 @@ impl SidecarStatus {
 }
 
 impl Sidecar {
-    pub fn new(issuer: String, cache: usize, max_staleness: Duration, clock: SharedClock) -> Self {
+    pub fn new(
+        issuer: String,
+        cache: usize,
+        leeway: Duration,
+        max_staleness: Duration,
+        clock: SharedClock,
+    ) -> Self {
         Self {
-            validator: Validator::new(issuer, cache),
+            validator: Validator::new(issuer, cache, duration_millis(leeway)),
             clock,
             max_staleness,
             link: Mutex::new(Link::default()),

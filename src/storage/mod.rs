@@ -1,9 +1,11 @@
 //! Persistence: the only module that talks to the database. SQLite by
 //! default, PostgreSQL in production; the same SeaORM code serves both.
 pub mod audit;
+mod db_clock;
 pub mod entities;
 pub mod keys;
 pub mod purge;
+pub mod revocations;
 pub mod secrets;
 pub mod sessions;
 
@@ -39,8 +41,12 @@ fn runtime_unavailable(e: &RuntimeErr) -> bool {
         return false;
     };
     match e.as_ref() {
+        // Protocol: a stream that breaks off mid-message or is not
+        // PostgreSQL at all (a load balancer or proxy with no backend
+        // answers the SSLRequest with garbage or nothing).
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -129,6 +135,9 @@ impl Store {
                     format!("{}ms", statement_timeout.as_millis()),
                 )])
             });
+        if backend == Backend::Sqlite {
+            prepare_sqlite_file(&config.url)?;
+        }
         let db = Database::connect(options).await?;
         Ok(Self { db, backend })
     }
@@ -163,6 +172,55 @@ impl Store {
         self.db.close().await?;
         Ok(())
     }
+}
+
+/// Checks what no retry can fix before connecting (the folder of the
+/// database file must exist), and creates a missing database file readable
+/// by its owner only: it holds device names, IP addresses and user agents.
+/// SQLite gives its WAL and shared-memory files the same mode.
+fn prepare_sqlite_file(url: &str) -> StoreResult<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(DbErr::Custom(format!(
+            "database.url: the folder {} does not exist",
+            folder.display()
+        ))
+        .into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(DbErr::Custom(format!(
+                    "database.url: cannot create {}: {e}",
+                    path.display()
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Shared handle type used by the domain.

@@ -1,11 +1,12 @@
 //! Session rows: create, rotate in place, revoke, list.
 use sea_orm::sea_query::{Expr, PostgresQueryBuilder};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 
 use super::audit::{self, AuditEvent, AuditKind};
+use super::db_clock::POSTGRES_NOW_MILLIS;
 use super::entities::session::{self, Column};
 use super::{Backend, Store, StoreResult};
 
@@ -37,17 +38,33 @@ pub enum RevokeOutcome {
     TenantNotPermitted,
 }
 
-/// What to do when a subject already has its maximum of live sessions.
+/// A subject's maximum of live sessions, applied when one more is issued.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionCap {
     pub max: u64,
     pub now: i64,
+    /// Only sessions created before this may be evicted. Evicting younger
+    /// ones would let a subject that logs in in a loop fill every replica's
+    /// revoked set (each evicted session with live access tokens needs an
+    /// entry); this way at most `max` evictions happen per access-token
+    /// lifetime.
+    pub evictable_before: i64,
+}
+
+/// What became of a new session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored, after revoking these sessions to stay within the cap.
+    Stored { evicted: Vec<String> },
+    /// Not stored: the subject is at its cap and too few of its sessions
+    /// may be evicted yet; one more becomes evictable at `evictable_at`.
+    AtCapacity { evictable_at: i64 },
 }
 
 impl Store {
     /// Inserts a new session and its `issued` audit event atomically. With
     /// a `cap`, first revokes the subject's least recently used live
-    /// sessions so that at most `cap.max` remain, and returns their ids.
+    /// sessions so that at most `cap.max` remain, if they are evictable.
     /// Concurrent issues for one subject are serialised (PostgreSQL: an
     /// advisory lock on the subject; SQLite: a single writer).
     pub async fn insert_session(
@@ -55,7 +72,7 @@ impl Store {
         row: SessionRow,
         cap: Option<SessionCap>,
         issued_by: &str,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Inserted> {
         let tx = self.conn().begin().await?;
         let mut evicted = Vec::new();
         if let Some(cap) = cap {
@@ -67,23 +84,36 @@ impl Store {
                 ))
                 .await?;
             }
-            let live = live_sessions_of(&row.tenant_id, &row.subject, cap.now)
-                .count(&tx)
+            // Least recently used first; reads the partial index of live
+            // sessions only, however many revoked ones the subject has.
+            let live: Vec<(String, i64)> = live_sessions_of(&row.tenant_id, &row.subject, cap.now)
+                .select_only()
+                .column(Column::Id)
+                .column(Column::CreatedAt)
+                .order_by_asc(Column::LastUsedAt)
+                .order_by_asc(Column::Id)
+                .into_tuple()
+                .all(&tx)
                 .await?;
-            if live >= cap.max {
-                let victims: Vec<String> = live_sessions_of(&row.tenant_id, &row.subject, cap.now)
-                    .select_only()
-                    .column(Column::Id)
-                    .order_by_asc(Column::LastUsedAt)
-                    .order_by_asc(Column::Id)
-                    .limit(live - cap.max + 1)
-                    .into_tuple()
-                    .all(&tx)
-                    .await?;
+            let excess = (live.len() as u64 + 1).saturating_sub(cap.max) as usize;
+            if excess > 0 {
+                let (victims, young): (Vec<_>, Vec<_>) = live
+                    .iter()
+                    .partition(|(_, created)| *created < cap.evictable_before);
+                if victims.len() < excess {
+                    let oldest_young = young.iter().map(|(_, created)| *created).min();
+                    let evictable_at = oldest_young.unwrap_or(cap.evictable_before)
+                        + (cap.now - cap.evictable_before)
+                        + 1;
+                    return Ok(Inserted::AtCapacity { evictable_at });
+                }
+                let victims = victims[..excess].iter().map(|(id, _)| id.clone());
                 let reason = format!("evicted: more than {} sessions", cap.max);
+                let seq = self.revocation_seq(&tx).await?;
                 let rows = session::Entity::update_many()
                     .col_expr(Column::RevokedAt, Expr::value(cap.now))
                     .col_expr(Column::RevokeReason, Expr::value(reason.as_str()))
+                    .col_expr(Column::RevocationSeq, seq)
                     .filter(Column::Id.is_in(victims))
                     .filter(Column::RevokedAt.is_null())
                     .exec_with_returning(&tx)
@@ -113,7 +143,7 @@ impl Store {
             .exec_without_returning(&tx)
             .await?;
         tx.commit().await?;
-        Ok(evicted)
+        Ok(Inserted::Stored { evicted })
     }
 
     /// Applies `rotation` in one conditional `UPDATE … RETURNING`, with the
@@ -126,14 +156,12 @@ impl Store {
         rotation: &Rotation<'_>,
         audit: bool,
     ) -> StoreResult<Option<SessionRow>> {
-        let update = rotation_update(rotation);
+        let update = self.rotation_update(rotation);
         if !audit {
             return Ok(update.exec_with_returning(self.conn()).await?.pop());
         }
         if self.backend() == Backend::Postgres {
-            return self
-                .rotate_with_audit_in_one_statement(update, rotation.now)
-                .await;
+            return self.rotate_with_audit_in_one_statement(update).await;
         }
         let tx = self.conn().begin().await?;
         let Some(row) = update.exec_with_returning(&tx).await?.pop() else {
@@ -154,11 +182,12 @@ impl Store {
 
     /// PostgreSQL: the rotation and its audit row in one statement (a
     /// data-modifying CTE), one round trip instead of BEGIN, UPDATE, INSERT,
-    /// COMMIT, and just as atomic.
+    /// COMMIT, and just as atomic. The audit row is dated like every other
+    /// audit event, by the service's clock (`last_used_at`); the text of
+    /// the statement is the same on every call.
     async fn rotate_with_audit_in_one_statement(
         &self,
         update: sea_orm::UpdateMany<session::Entity>,
-        now: i64,
     ) -> StoreResult<Option<SessionRow>> {
         let mut statement = update.into_query();
         statement.returning_all();
@@ -166,7 +195,7 @@ impl Store {
         let sql = format!(
             "WITH rotated AS ({sql}), audited AS (\
              INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail) \
-             SELECT {now}, '{kind}', tenant_id, subject, id, 'generation ' || generation FROM rotated) \
+             SELECT last_used_at, '{kind}', tenant_id, subject, id, 'generation ' || generation FROM rotated) \
              SELECT * FROM rotated",
             kind = AuditKind::Refreshed.as_str(),
         );
@@ -181,6 +210,28 @@ impl Store {
         Ok(session::Entity::find_by_id(id.to_owned())
             .one(self.conn())
             .await?)
+    }
+
+    /// A session row with the database's "now" read with it (see
+    /// `db_clock`): what its `rotated_at` is compared with.
+    pub async fn session_and_db_now(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SessionRow, i64)>> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(self.session(id).await?.map(|row| (row, now)));
+        }
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT *, {POSTGRES_NOW_MILLIS} AS db_now FROM sessions WHERE id = $1"),
+            [id.into()],
+        );
+        let Some(result) = self.conn().query_one_raw(statement).await? else {
+            return Ok(None);
+        };
+        let row = SessionRow::from_query_result(&result, "")?;
+        Ok(Some((row, result.try_get::<i64>("", "db_now")?)))
     }
 
     /// Revokes one session of `tenant_id` (any tenant when `None`), if its
@@ -204,9 +255,11 @@ impl Store {
         if tenants.is_some_and(|allowed| !allowed.contains(&row.tenant_id)) {
             return Ok(RevokeOutcome::TenantNotPermitted);
         }
+        let seq = self.revocation_seq(&tx).await?;
         let changed = session::Entity::update_many()
             .col_expr(Column::RevokedAt, Expr::value(now))
             .col_expr(Column::RevokeReason, Expr::value(reason))
+            .col_expr(Column::RevocationSeq, seq)
             .filter(Column::Id.eq(id))
             .filter(Column::RevokedAt.is_null())
             .exec(&tx)
@@ -252,10 +305,12 @@ impl Store {
             .all(&tx)
             .await?;
         let mut revoked = Vec::with_capacity(candidates.len());
+        let seq = self.revocation_seq(&tx).await?;
         for chunk in candidates.chunks(CHUNK) {
             let rows = session::Entity::update_many()
                 .col_expr(Column::RevokedAt, Expr::value(now))
                 .col_expr(Column::RevokeReason, Expr::value(reason))
+                .col_expr(Column::RevocationSeq, seq.clone())
                 .filter(Column::Id.is_in(chunk.iter().cloned()))
                 .filter(Column::RevokedAt.is_null())
                 .exec_with_returning(&tx)
@@ -340,18 +395,6 @@ impl Store {
             .transpose()?
             .and_then(|b| u64::try_from(b).ok()))
     }
-
-    /// Sessions revoked at or after `since`, with when they were revoked.
-    pub async fn revoked_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
-        Ok(session::Entity::find()
-            .select_only()
-            .column(Column::Id)
-            .column(Column::RevokedAt)
-            .filter(Column::RevokedAt.gte(since))
-            .into_tuple::<(String, i64)>()
-            .all(self.conn())
-            .await?)
-    }
 }
 
 fn live_sessions_of(tenant_id: &str, subject: &str, now: i64) -> sea_orm::Select<session::Entity> {
@@ -363,31 +406,33 @@ fn live_sessions_of(tenant_id: &str, subject: &str, now: i64) -> sea_orm::Select
         .filter(Column::IdleExpiresAt.gt(now))
 }
 
-fn rotation_update(r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
-    let mut update = session::Entity::update_many()
-        .col_expr(Column::Generation, Expr::value(r.from_generation + 1))
-        .col_expr(Column::TokenDigest, Expr::value(r.to_digest.to_vec()))
-        .col_expr(Column::PreviousDigest, Expr::value(r.from_digest.to_vec()))
-        .col_expr(Column::RotatedAt, Expr::value(r.now))
-        .col_expr(Column::LastUsedAt, Expr::value(r.now))
-        .col_expr(Column::IdleExpiresAt, Expr::value(r.idle_expires_at));
-    for (column, value) in [
-        (Column::DeviceName, r.device_name),
-        (Column::UserAgent, r.user_agent),
-        (Column::Ip, r.ip),
-    ] {
-        if let Some(value) = value {
-            update = update.col_expr(column, Expr::value(value));
+impl Store {
+    fn rotation_update(&self, r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
+        let mut update = session::Entity::update_many()
+            .col_expr(Column::Generation, Expr::value(r.from_generation + 1))
+            .col_expr(Column::TokenDigest, Expr::value(r.to_digest.to_vec()))
+            .col_expr(Column::PreviousDigest, Expr::value(r.from_digest.to_vec()))
+            .col_expr(Column::RotatedAt, self.db_now(r.now))
+            .col_expr(Column::LastUsedAt, Expr::value(r.now))
+            .col_expr(Column::IdleExpiresAt, Expr::value(r.idle_expires_at));
+        for (column, value) in [
+            (Column::DeviceName, r.device_name),
+            (Column::UserAgent, r.user_agent),
+            (Column::Ip, r.ip),
+        ] {
+            if let Some(value) = value {
+                update = update.col_expr(column, Expr::value(value));
+            }
         }
+        if let Some(tenants) = r.tenants {
+            update = update.filter(Column::TenantId.is_in(tenants.iter().cloned()));
+        }
+        update
+            .filter(Column::Id.eq(r.session_id))
+            .filter(Column::Generation.eq(r.from_generation))
+            .filter(Column::TokenDigest.eq(r.from_digest.to_vec()))
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::ExpiresAt.gt(r.now))
+            .filter(Column::IdleExpiresAt.gt(r.now))
     }
-    if let Some(tenants) = r.tenants {
-        update = update.filter(Column::TenantId.is_in(tenants.iter().cloned()));
-    }
-    update
-        .filter(Column::Id.eq(r.session_id))
-        .filter(Column::Generation.eq(r.from_generation))
-        .filter(Column::TokenDigest.eq(r.from_digest.to_vec()))
-        .filter(Column::RevokedAt.is_null())
-        .filter(Column::ExpiresAt.gt(r.now))
-        .filter(Column::IdleExpiresAt.gt(r.now))
 }

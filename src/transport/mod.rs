@@ -2,10 +2,10 @@
 //! assembly) and the HTTP listener for JWKS and health.
 pub mod access_layer;
 mod admin_service;
+mod codec_status;
 mod convert;
 mod envoy_authz;
 pub mod http;
-mod oversize;
 mod rpc_telemetry;
 mod server;
 mod service;

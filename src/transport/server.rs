@@ -1,5 +1,5 @@
 //! Assembles and runs the gRPC server: the services of a mode (authority or
-//! sidecar) behind the telemetry, oversize and access layers, with
+//! sidecar) behind the telemetry, codec-status and access layers, with
 //! reflection and health, over TLS when configured.
 use std::future::Future;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use tonic_health::server::HealthReporter;
 
 use super::access_layer::{AccessControl, AccessLayer};
 use super::admin_service::AdminService;
+use super::codec_status::CodecStatusLayer;
 use super::envoy_authz::ExtAuthz;
-use super::oversize::OversizeAsResourceExhausted;
 use super::rpc_telemetry::RpcTelemetryLayer;
 use super::service::TokenAuthorityService;
 use crate::config::access::{ClientAuth, TlsConfig};
@@ -115,7 +115,7 @@ impl GrpcServer<'_> {
                 self.telemetry.metrics.clone(),
                 self.telemetry.tracer.clone(),
             ))
-            .layer(OversizeAsResourceExhausted)
+            .layer(CodecStatusLayer)
             .layer(AccessLayer(self.access))
             .add_routes(routes)
             // TCP_NODELAY: without it, small unary responses wait for the

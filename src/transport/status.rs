@@ -37,11 +37,16 @@ pub fn to_status(err: Error) -> Status {
             details.set_retry_info(Some(RETRY_AFTER));
             err.to_string()
         }
+        Error::StorageTimeout { .. } => {
+            tracing::warn!(error = %err, "database too slow; request answered before its deadline");
+            details.set_retry_info(Some(RETRY_AFTER));
+            err.to_string()
+        }
         Error::NotSynced | Error::Stale { .. } => {
             details.set_retry_info(Some(RETRY_AFTER));
             err.to_string()
         }
-        Error::RateLimited { retry_after } => {
+        Error::RateLimited { retry_after } | Error::SessionLimit { retry_after } => {
             details.set_retry_info(Some(*retry_after));
             err.to_string()
         }

@@ -290,7 +290,114 @@ async fn oversized_messages_are_refused_before_decoding(backend: Backend) {
     server.issue("acme", "alice").await;
 }
 
+/// Bytes sent as they are, as a broken or hostile client would.
+#[derive(Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+async fn raw_call(server: &TestServer, method: &str, body: Vec<u8>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    grpc.ready().await.expect("ready");
+    let path = format!("/token_authority.v1.TokenAuthority/{method}")
+        .parse()
+        .expect("path");
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .expect_err("malformed message refused")
+}
+
+/// A Struct nested `depth` levels deep, as protobuf bytes.
+fn nested_struct(depth: usize) -> Vec<u8> {
+    use prost::Message;
+    let mut value = prost_types::Value {
+        kind: Some(prost_types::value::Kind::BoolValue(true)),
+    };
+    for _ in 0..depth {
+        value = prost_types::Value {
+            kind: Some(prost_types::value::Kind::StructValue(prost_types::Struct {
+                fields: [("k".to_string(), value)].into(),
+            })),
+        };
+    }
+    let Some(prost_types::value::Kind::StructValue(inner)) = value.kind else {
+        unreachable!("built as a struct")
+    };
+    let mut bytes = vec![0x32]; // field 6 (extra_claims), length-delimited
+    let encoded = inner.encode_to_vec();
+    prost::encoding::encode_varint(encoded.len() as u64, &mut bytes);
+    bytes.extend(encoded);
+    bytes
+}
+
+async fn undecodable_messages_answer_invalid_argument_with_a_reason(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        // Field 1 (tenant_id) with invalid UTF-8.
+        ("invalid UTF-8", "Issue", vec![0x0a, 0x02, 0xff, 0xfe]),
+        // Field 1 as a varint where a string is expected.
+        ("wrong wire type", "Issue", vec![0x08, 0x01]),
+        // Announces 16 bytes, carries one.
+        ("truncated", "Refresh", vec![0x0a, 0x10, 0x61]),
+        ("nested 60 deep", "Issue", nested_struct(60)),
+        ("wrong wire type", "Validate", vec![0x0d, 0, 0, 0, 0]),
+    ];
+    for (what, method, body) in cases {
+        let status = raw_call(&server, method, body).await;
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{what} to {method}: {status:?}"
+        );
+        assert_eq!(reason(&status), "MALFORMED_REQUEST", "{what} to {method}");
+    }
+    // The server is still healthy afterwards.
+    server.issue("acme", "alice").await;
+}
+
 crate::on_both_backends!(
+    undecodable_messages_answer_invalid_argument_with_a_reason,
     issue_rejects_bad_fields,
     refresh_rejects_bad_fields,
     revoke_rejects_bad_fields,

@@ -26,6 +26,9 @@ use token_authority::storage::audit::{AuditKind, StoredAuditEvent};
 
 pub type Client = TokenAuthorityClient<Channel>;
 
+/// The default `tokens.clock_leeway`: tokens validate this long past `exp`.
+pub const LEEWAY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Where a test server keeps its data. Every test body runs on both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

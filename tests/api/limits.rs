@@ -38,6 +38,10 @@ async fn refreshes_are_limited_per_session(backend: Backend) {
         .expect("one more after a tenth of a minute");
 }
 
+/// Past the access-token lifetime (and the clock leeway), every token a
+/// session minted at its start has expired: such sessions may be evicted.
+const SESSIONS_EVICTABLE_AFTER: Duration = Duration::from_secs(15 * 60 + 60 + 1);
+
 async fn issuing_past_the_session_cap_evicts_the_least_recently_used(backend: Backend) {
     let server = TestServer::start_with(backend, |c| c.limits.max_sessions_per_subject = 3).await;
     let mut sessions = Vec::new();
@@ -45,9 +49,12 @@ async fn issuing_past_the_session_cap_evicts_the_least_recently_used(backend: Ba
         sessions.push(server.issue("acme", "alice").await);
         server.clock.advance(Duration::from_secs(1));
     }
-    // The oldest becomes the most recently used.
-    sessions[0] = server.refresh(&sessions[0].refresh_token).await.unwrap();
-    server.clock.advance(Duration::from_secs(1));
+    server.clock.advance(SESSIONS_EVICTABLE_AFTER);
+    // All three are used again; the oldest becomes the most recently used.
+    for i in [1, 2, 0] {
+        sessions[i] = server.refresh(&sessions[i].refresh_token).await.unwrap();
+        server.clock.advance(Duration::from_secs(1));
+    }
     // Someone else's sessions do not count.
     server.issue("acme", "bob").await;
     server.issue("globex", "alice").await;
@@ -94,13 +101,59 @@ async fn issuing_past_the_session_cap_evicts_the_least_recently_used(backend: Ba
 
 async fn concurrent_issues_never_exceed_the_cap(backend: Backend) {
     let server = TestServer::start_with(backend, |c| c.limits.max_sessions_per_subject = 5).await;
-    futures::future::join_all((0..20).map(|_| {
-        let mut client = server.client();
-        async move { issue_with(&mut client, "acme", "crowd").await }
-    }))
-    .await;
+    let crowd = || {
+        futures::future::join_all((0..20).map(|_| {
+            let mut client = server.client();
+            async move { client.issue(issue_request("acme", "crowd")).await }
+        }))
+    };
+    let refused = |results: Vec<Result<tonic::Response<pb::IssueResponse>, tonic::Status>>| {
+        results
+            .into_iter()
+            .filter_map(Result::err)
+            .inspect(|status| {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_eq!(reason(status), "SESSION_LIMIT_REACHED");
+            })
+            .count()
+    };
+    // Young sessions are not evicted: 5 stored, 15 refused.
+    assert_eq!(refused(crowd().await), 15);
     assert_eq!(server.list("acme", "crowd").await.len(), 5);
-    assert_eq!(server.audit_events(AuditKind::Evicted, 15).await.len(), 15);
+    // Once they are old enough, 5 new ones take their places.
+    server.clock.advance(SESSIONS_EVICTABLE_AFTER);
+    assert_eq!(refused(crowd().await), 15);
+    assert_eq!(server.list("acme", "crowd").await.len(), 5);
+    assert_eq!(server.audit_events(AuditKind::Evicted, 5).await.len(), 5);
+}
+
+/// A subject that logs in in a loop does not grow the database or every
+/// replica's revoked set: past the cap, Issue is refused (with when to
+/// retry) until a session is old enough to evict.
+async fn a_login_loop_is_refused_at_the_cap_and_keeps_no_revoked_state(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.limits.max_sessions_per_subject = 3).await;
+    for _ in 0..3 {
+        server.issue("acme", "looper").await;
+    }
+    for _ in 0..50 {
+        let status = server
+            .client()
+            .issue(issue_request("acme", "looper"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(reason(&status), "SESSION_LIMIT_REACHED");
+        let retry = status
+            .get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .expect("retry info");
+        assert!(retry > Duration::from_secs(15 * 60) && retry <= SESSIONS_EVICTABLE_AFTER);
+    }
+    assert_eq!(server.session_rows().await, 3);
+    assert_eq!(server.authority.validator().revoked_sessions().len(), 0);
+    server.clock.advance(SESSIONS_EVICTABLE_AFTER);
+    server.issue("acme", "looper").await;
+    assert_eq!(server.list("acme", "looper").await.len(), 3);
 }
 
 async fn validate_and_list_bound_every_field(backend: Backend) {
@@ -149,5 +202,6 @@ crate::on_both_backends!(
     refreshes_are_limited_per_session,
     issuing_past_the_session_cap_evicts_the_least_recently_used,
     concurrent_issues_never_exceed_the_cap,
+    a_login_loop_is_refused_at_the_cap_and_keeps_no_revoked_state,
     validate_and_list_bound_every_field,
 );

@@ -8,7 +8,7 @@ use crate::common::*;
 use crate::processes::Replica;
 use token_authority::proto::{self as pb, revoke_request::Target};
 
-const GRACE: (&str, &str) = ("TOKEN_AUTHORITY_TOKENS__REFRESH_GRACE", "1s");
+const GRACE: (&str, &str) = ("TOKEN_AUTHORITY_TOKENS__REFRESH_RETRY_WINDOW", "1s");
 /// 30 concurrent refreshes of one session are the point of one test here.
 const NO_SESSION_LIMIT: (&str, &str) = ("TOKEN_AUTHORITY_LIMITS__REFRESH_PER_SESSION", "off");
 

@@ -53,11 +53,16 @@ async fn replay_of_an_old_generation_revokes_the_session(backend: Backend) {
     );
 }
 
-async fn replay_of_the_previous_token_after_the_grace_window_revokes(backend: Backend) {
-    let server = TestServer::start(backend).await;
+async fn replay_of_the_previous_token_after_the_retry_window_revokes(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.tokens.refresh_retry_window = Duration::from_secs(1)
+    })
+    .await;
     let first = server.issue("acme", "bob").await;
     let second = server.refresh(&first.refresh_token).await.unwrap();
+    // The database's clock: real time on PostgreSQL, the manual one on SQLite.
     server.clock.advance(PAST_GRACE);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_error(
         server.refresh(&first.refresh_token).await,
         Code::Unauthenticated,
@@ -65,6 +70,30 @@ async fn replay_of_the_previous_token_after_the_grace_window_revokes(backend: Ba
     );
     assert_error(
         server.refresh(&second.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+}
+
+/// A client that lost the answer to its refresh, and comes back minutes
+/// later with the token it still holds, gets the successor it missed; but
+/// the old token is a replay as soon as that successor has been used.
+async fn a_late_retry_gets_the_missed_successor_until_the_successor_is_used(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server.issue("acme", "fred").await;
+    let missed = server.refresh(&first.refresh_token).await.unwrap();
+    server.clock.advance(Duration::from_secs(4 * 60));
+    let retried = server.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(retried.refresh_token, missed.refresh_token);
+    server.validate(&retried.access_token).await.unwrap();
+    let next = server.refresh(&retried.refresh_token).await.unwrap();
+    assert_error(
+        server.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+    assert_error(
+        server.refresh(&next.refresh_token).await,
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );
@@ -209,7 +238,8 @@ async fn forged_access_tokens_are_rejected(backend: Backend) {
 
 crate::on_both_backends!(
     replay_of_an_old_generation_revokes_the_session,
-    replay_of_the_previous_token_after_the_grace_window_revokes,
+    replay_of_the_previous_token_after_the_retry_window_revokes,
+    a_late_retry_gets_the_missed_successor_until_the_successor_is_used,
     repeat_within_the_grace_window_returns_the_same_successor,
     fifty_concurrent_refreshes_of_one_token_agree_on_one_successor,
     forged_and_garbled_tokens_are_rejected_without_revoking_anything,

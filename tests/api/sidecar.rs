@@ -43,6 +43,7 @@ impl TestSidecar {
         let sidecar = Arc::new(Sidecar::new(
             config.tokens.issuer.clone(),
             config.tokens.verified_token_cache,
+            config.tokens.clock_leeway,
             max_staleness,
             authority.clock.clone(),
         ));

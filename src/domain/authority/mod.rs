@@ -21,6 +21,7 @@ use crate::config::rate::Rate;
 use crate::config::Config;
 use crate::rate_limit::KeyedLimiter;
 use crate::storage::keys::AddKeyIf;
+use crate::storage::revocations::RevocationsFrom;
 use crate::storage::Store;
 
 pub use signing::{KeyInfo, KeyStatus};
@@ -32,7 +33,13 @@ pub struct Settings {
     pub access_ttl: Millis,
     pub session_absolute_ttl: Millis,
     pub session_idle_ttl: Millis,
-    pub refresh_grace: Millis,
+    pub refresh_retry_window: Millis,
+    /// Allowed disagreement of clocks when checking `exp`/`nbf`/`iat`.
+    pub clock_leeway: Millis,
+    /// How long one request may wait on the database before it answers
+    /// STORAGE_UNAVAILABLE: shorter than the server's deadline, so the
+    /// client gets a reason and a retry hint rather than a bare CANCELLED.
+    pub storage_budget: Duration,
     pub audit_refreshes: bool,
     /// Entries in the cache of verified access tokens (0: no cache).
     pub verified_token_cache: usize,
@@ -54,7 +61,9 @@ impl From<&Config> for Settings {
             access_ttl: duration_millis(t.access_ttl),
             session_absolute_ttl: duration_millis(t.session_absolute_ttl),
             session_idle_ttl: duration_millis(t.session_idle_ttl),
-            refresh_grace: duration_millis(t.refresh_grace),
+            refresh_retry_window: duration_millis(t.refresh_retry_window),
+            clock_leeway: duration_millis(t.clock_leeway),
+            storage_budget: storage_budget(c.request_timeout),
             audit_refreshes: t.audit_refreshes,
             verified_token_cache: t.verified_token_cache,
             key_algorithm: c.keys.algorithm,
@@ -67,17 +76,20 @@ impl From<&Config> for Settings {
     }
 }
 
-/// How long past `revoked_at + access_ttl` a revocation is still enforced.
-/// `revoked_at` is read when the Revoke starts, and a refresh that queued
-/// behind it may mint an access token a little later (up to the request
-/// deadline), possibly on a replica whose clock differs: cover both widely.
+/// How long past `revoked_at + access_ttl` a retired key still verifies:
+/// a replica may sign with it until its next state sync.
 pub const REVOCATION_MARGIN: Millis = 60_000;
 
-/// How far back each incremental revocation sync looks, past the previous
-/// sync. A revocation is stamped before it commits, so it may become visible
-/// a little after its timestamp: this covers the request deadline plus
-/// clock skew between replicas with a wide margin.
-const SYNC_LOOKBACK: Millis = 30_000;
+/// How long past `access_ttl + clock_leeway` after a replica learns of a
+/// revocation it keeps enforcing it. A refresh that queued behind the
+/// revocation may mint a token a little later, on a replica whose clock
+/// runs ahead; this covers replica clocks up to five minutes apart.
+pub const REVOKED_SET_MARGIN: Millis = 5 * 60_000;
+
+/// The storage budget: the request deadline less a margin for answering.
+fn storage_budget(request_timeout: Duration) -> Duration {
+    request_timeout.saturating_sub((request_timeout / 5).min(Duration::from_millis(500)))
+}
 
 pub struct Authority {
     store: Store,
@@ -90,8 +102,9 @@ pub struct Authority {
     /// Per caller and session: a caller refused for the session's tenant
     /// must not be able to spend the owner's allowance.
     refresh_limiter: Option<KeyedLimiter<(Arc<str>, Uuid)>>,
-    /// Start of the last successful sync; `None` until the first full load.
-    last_sync: Mutex<Option<Millis>>,
+    /// Where the next revocation read resumes (see `storage::revocations`);
+    /// `None` until the first full load.
+    revocation_cursor: Mutex<Option<i64>>,
     /// The same, on the monotonic clock: how old the in-memory state is.
     last_sync_at: Mutex<Option<Instant>>,
     /// When idle rate-limit state was last dropped.
@@ -124,6 +137,7 @@ impl Authority {
         let validator = Arc::new(Validator::new(
             settings.issuer.clone(),
             settings.verified_token_cache,
+            settings.clock_leeway,
         ));
         validator.set_keys(keys.verifying());
         let refresh_limiter = settings
@@ -138,7 +152,7 @@ impl Authority {
             validator,
             refresh_limiter,
             settings,
-            last_sync: Mutex::new(None),
+            revocation_cursor: Mutex::new(None),
             last_sync_at: Mutex::new(None),
             limiter_cleaned_at: Mutex::new(Instant::now()),
         };
@@ -176,23 +190,29 @@ impl Authority {
     pub async fn sync_from_store(&self) -> Result<()> {
         let started = Instant::now();
         let now = self.now();
-        let previous = *self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
-        let window = self.settings.access_ttl + REVOCATION_MARGIN;
-        let since = match previous {
-            Some(at) => (at - SYNC_LOOKBACK).max(now - window),
-            None => now - window,
+        let previous = *self
+            .revocation_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let from = match previous {
+            Some(cursor) => RevocationsFrom::Cursor(cursor),
+            None => RevocationsFrom::Since(now - self.revocation_lifetime()),
         };
-        let revoked: Vec<(Uuid, Millis)> = self
-            .store
-            .revoked_since(since)
-            .await?
-            .into_iter()
-            .filter_map(|(id, revoked_at)| {
-                let until = revoked_at + self.settings.access_ttl + REVOCATION_MARGIN;
-                Uuid::try_parse(&id).ok().map(|id| (id, until))
-            })
+        let page = self.store.revocations(from).await?;
+        // A cursor re-reads a few rows it already saw; only new ones count.
+        let until = now + self.revocation_lifetime();
+        let revoked: Vec<(Uuid, Millis)> = page
+            .session_ids
+            .iter()
+            .filter_map(|id| Uuid::try_parse(id).ok())
+            .filter(|id| !self.validator.is_revoked(id))
+            .map(|id| (id, until))
             .collect();
         self.validator.revoke(&revoked);
+        *self
+            .revocation_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(page.cursor);
         self.validator.prune(now);
         self.reload_keys_if_changed().await?;
         if let Some(limiter) = &self.refresh_limiter {
@@ -205,7 +225,6 @@ impl Authority {
                 *cleaned = Instant::now();
             }
         }
-        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         *self.last_sync_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
         Ok(())
     }
@@ -238,9 +257,26 @@ impl Authority {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// How long a replica enforces a revocation after learning of it: as
+    /// long as an access token of the session may be accepted anywhere.
+    fn revocation_lifetime(&self) -> Millis {
+        self.settings.access_ttl + self.settings.clock_leeway + REVOKED_SET_MARGIN
+    }
+
+    /// Bounds a database-bound operation by the storage budget.
+    async fn within_budget<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let budget = self.settings.storage_budget;
+        tokio::time::timeout(budget, work)
+            .await
+            .unwrap_or(Err(super::error::Error::StorageTimeout { budget }))
+    }
+
     /// Marks sessions revoked in memory, effective at once on this replica.
     fn mark_revoked<'a>(&self, session_ids: impl IntoIterator<Item = &'a str>, now: Millis) {
-        let until = now + self.settings.access_ttl + REVOCATION_MARGIN;
+        let until = now + self.revocation_lifetime();
         let sessions: Vec<(Uuid, Millis)> = session_ids
             .into_iter()
             .filter_map(|id| Uuid::try_parse(id).ok().map(|id| (id, until)))

@@ -1,6 +1,7 @@
 //! Sessions: issue, rotate, revoke, list.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::time::Duration;
 use uuid::Uuid;
 
 use super::Authority;
@@ -11,10 +12,33 @@ use crate::domain::input;
 use crate::domain::model::*;
 use crate::domain::refresh_token::RefreshToken;
 use crate::storage::audit::AuditKind;
-use crate::storage::sessions::{RevokeOutcome, Rotation, SessionCap, SessionRow};
+use crate::storage::sessions::{Inserted, RevokeOutcome, Rotation, SessionCap, SessionRow};
 
 impl Authority {
     pub async fn issue(&self, caller: &Caller, req: IssueRequest) -> Result<TokenPair> {
+        self.within_budget(self.issue_now(caller, req)).await
+    }
+
+    /// Rotates a refresh token. See `refresh_token` for the token format.
+    pub async fn refresh(&self, caller: &Caller, req: RefreshRequest) -> Result<TokenPair> {
+        self.within_budget(self.refresh_now(caller, req)).await
+    }
+
+    /// Returns how many sessions this call revoked.
+    pub async fn revoke(&self, caller: &Caller, req: RevokeRequest) -> Result<u32> {
+        self.within_budget(self.revoke_now(caller, req)).await
+    }
+
+    pub async fn list_sessions(
+        &self,
+        caller: &Caller,
+        req: ListSessionsRequest,
+    ) -> Result<SessionPage> {
+        self.within_budget(self.list_sessions_now(caller, req))
+            .await
+    }
+
+    async fn issue_now(&self, caller: &Caller, req: IssueRequest) -> Result<TokenPair> {
         input::tenant_id("tenant_id", &req.tenant_id)?;
         input::name("subject", &req.subject, input::MAX_SUBJECT)?;
         input::name("audience", &req.audience, input::MAX_AUDIENCE)?;
@@ -46,6 +70,7 @@ impl Authority {
             idle_expires_at: now + self.settings.session_idle_ttl,
             revoked_at: None,
             revoke_reason: None,
+            revocation_seq: None,
             device_name: device.name,
             user_agent: device.user_agent,
             ip: device.ip,
@@ -53,11 +78,20 @@ impl Authority {
         let cap = (self.settings.max_sessions_per_subject > 0).then(|| SessionCap {
             max: u64::from(self.settings.max_sessions_per_subject),
             now,
+            evictable_before: now - self.settings.access_ttl - self.settings.clock_leeway,
         });
-        let evicted = self
+        let evicted = match self
             .store
             .insert_session(row.clone(), cap, &caller.name)
-            .await?;
+            .await?
+        {
+            Inserted::Stored { evicted } => evicted,
+            Inserted::AtCapacity { evictable_at } => {
+                let retry_after =
+                    Duration::from_millis(u64::try_from(evictable_at - now).unwrap_or(0).max(1000));
+                return Err(Error::SessionLimit { retry_after });
+            }
+        };
         if !evicted.is_empty() {
             tracing::info!(
                 tenant_id = %row.tenant_id,
@@ -69,8 +103,7 @@ impl Authority {
         self.token_pair(&row, &refresh_token, now)
     }
 
-    /// Rotates a refresh token. See `refresh_token` for the token format.
-    pub async fn refresh(&self, caller: &Caller, req: RefreshRequest) -> Result<TokenPair> {
+    async fn refresh_now(&self, caller: &Caller, req: RefreshRequest) -> Result<TokenPair> {
         input::token(
             "refresh_token",
             &req.refresh_token,
@@ -113,9 +146,9 @@ impl Authority {
         }
 
         // The session was not at the presented generation: find out why.
-        let row = self
+        let (row, db_now) = self
             .store
-            .session(&session_id)
+            .session_and_db_now(&session_id, now)
             .await?
             .ok_or(Error::SessionExpired)?;
         caller.check_tenant(&row.tenant_id)?;
@@ -125,14 +158,16 @@ impl Authority {
         if now >= row.expires_at || now >= row.idle_expires_at {
             return Err(Error::SessionExpired);
         }
-        let just_rotated = row.generation == generation + 1
+        // The session is one rotation past the presented token, and that
+        // rotation's successor was never used: two tabs refreshing at once,
+        // or a client retrying after it lost the answer (a stall, a crash).
+        // Hand out that successor again. Both times are the database's.
+        let retry_of_last_rotation = row.generation == generation + 1
             && row.previous_digest.as_deref() == Some(&digest[..])
             && row
                 .rotated_at
-                .is_some_and(|at| now - at <= self.settings.refresh_grace);
-        if just_rotated {
-            // A concurrent or retried refresh of the same token (two tabs, a
-            // lost response): hand out the successor that is already current.
+                .is_some_and(|at| db_now - at <= self.settings.refresh_retry_window);
+        if retry_of_last_rotation {
             return self.token_pair(&row, &successor, now);
         }
         if row.generation > generation {
@@ -165,8 +200,7 @@ impl Authority {
         Ok(())
     }
 
-    /// Returns how many sessions this call revoked.
-    pub async fn revoke(&self, caller: &Caller, req: RevokeRequest) -> Result<u32> {
+    async fn revoke_now(&self, caller: &Caller, req: RevokeRequest) -> Result<u32> {
         input::optional_text("reason", &req.reason, input::MAX_REASON)?;
         let reason = if req.reason.is_empty() {
             format!("revoked by {}", caller.name)
@@ -232,7 +266,7 @@ impl Authority {
         }
     }
 
-    pub async fn list_sessions(
+    async fn list_sessions_now(
         &self,
         caller: &Caller,
         req: ListSessionsRequest,

@@ -20,6 +20,8 @@ pub struct Model {
     pub token_digest: Vec<u8>,
     /// SHA-256 of the refresh token rotated last (for the grace window).
     pub previous_digest: Option<Vec<u8>>,
+    /// When the last rotation committed, by the database's clock (see
+    /// `storage::db_clock`).
     pub rotated_at: Option<i64>,
     pub created_at: i64,
     pub last_used_at: i64,
@@ -28,6 +30,9 @@ pub struct Model {
     pub idle_expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
+    /// Database-assigned position of the revocation, for replicas to
+    /// resume from (see `storage::revocations`).
+    pub revocation_seq: Option<i64>,
     pub device_name: String,
     pub user_agent: String,
     pub ip: String,

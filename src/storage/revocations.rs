@@ -1,0 +1,95 @@
+//! Where other replicas learn of revocations: every revoked session row
+//! carries a database-assigned position (`revocation_seq`), and a reader
+//! resumes from a cursor that no revocation still to commit can be below.
+//! No replica's clock is involved.
+//!
+//! - PostgreSQL: the position is the revoking transaction's id, and the
+//!   cursor is the xmin of the reading statement's snapshot (every
+//!   transaction below it has finished, so whatever commits later has an
+//!   id at or above it). A reader re-reads a few recent rows; it never
+//!   misses one, however long a revoking transaction took to commit.
+//! - SQLite: writers are serialised, so a counter row incremented inside
+//!   each revoking transaction orders revocations as they commit.
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+
+use super::{Backend, Store, StoreResult};
+
+/// Revoked session ids, and where to resume reading.
+#[derive(Debug, Default)]
+pub struct RevocationPage {
+    pub session_ids: Vec<String>,
+    pub cursor: i64,
+}
+
+/// Where a read of revocations starts.
+#[derive(Debug, Clone, Copy)]
+pub enum RevocationsFrom {
+    /// Everything revoked at or after a time (`revoked_at` is stamped by
+    /// the revoking replica's clock: on a first load only, with a margin
+    /// for replicas whose clocks differ).
+    Since(i64),
+    /// Everything at or after a cursor from an earlier page.
+    Cursor(i64),
+}
+
+impl Store {
+    /// The value to store in `revocation_seq` for rows revoked by the
+    /// transaction `conn` is in.
+    pub(crate) async fn revocation_seq(
+        &self,
+        conn: &impl ConnectionTrait,
+    ) -> StoreResult<SimpleExpr> {
+        match self.backend() {
+            Backend::Postgres => Ok(Expr::cust("pg_current_xact_id()::text::BIGINT")),
+            Backend::Sqlite => {
+                let row = conn
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Sqlite,
+                        "UPDATE revocation_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+                    ))
+                    .await?
+                    .ok_or_else(|| {
+                        sea_orm::DbErr::RecordNotFound("revocation_counter row".into())
+                    })?;
+                Ok(Expr::value(row.try_get::<i64>("", "seq")?))
+            }
+        }
+    }
+
+    /// Sessions revoked since `from`, with the cursor to read on from.
+    pub async fn revocations(&self, from: RevocationsFrom) -> StoreResult<RevocationPage> {
+        let next = match self.backend() {
+            Backend::Postgres => "pg_snapshot_xmin(pg_current_snapshot())::text::BIGINT",
+            Backend::Sqlite => "(SELECT seq + 1 FROM revocation_counter WHERE id = 1)",
+        };
+        let param = match self.backend() {
+            Backend::Postgres => "$1",
+            Backend::Sqlite => "?",
+        };
+        let (condition, value): (String, Value) = match from {
+            RevocationsFrom::Cursor(cursor) => {
+                (format!("s.revocation_seq >= {param}"), cursor.into())
+            }
+            RevocationsFrom::Since(since) => (format!("s.revoked_at >= {param}"), since.into()),
+        };
+        // One statement, so the rows and the cursor come from one snapshot.
+        let sql = format!(
+            "WITH c AS (SELECT {next} AS next) \
+             SELECT c.next AS next, s.id AS id FROM c LEFT JOIN sessions s ON {condition}"
+        );
+        let backend = self.conn().get_database_backend();
+        let rows = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, [value]))
+            .await?;
+        let mut page = RevocationPage::default();
+        for row in rows {
+            page.cursor = row.try_get::<i64>("", "next")?;
+            if let Some(id) = row.try_get::<Option<String>>("", "id")? {
+                page.session_ids.push(id);
+            }
+        }
+        Ok(page)
+    }
+}
