@@ -2,6 +2,7 @@
 //! assembly) and the HTTP listener for JWKS and health.
 pub mod access_layer;
 mod admin_service;
+mod connections;
 mod convert;
 mod envoy_authz;
 pub mod http;
