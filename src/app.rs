@@ -150,6 +150,7 @@ impl App {
             access: self.access.clone(),
             tls: transport::tls_config(&self.config.tls)?,
             request_timeout: self.config.request_timeout,
+            connections: self.config.connections.clone(),
         };
         let served = transport::serve_authority(
             self.authority.clone(),

@@ -3,6 +3,7 @@
 //! e.g. `TOKEN_AUTHORITY_DATABASE__URL`). Callers (`[[auth.callers]]`) are
 //! configured in the file.
 pub mod access;
+pub mod connections;
 pub mod rate;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use crate::domain::keys::KeyAlgorithm;
 use access::{AuthConfig, TlsConfig};
+use connections::ConnectionsConfig;
 use rate::Rate;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    /// Bounds on gRPC connections: handshake timeout, connection limit,
+    /// keepalive, shutdown grace.
+    pub connections: ConnectionsConfig,
     pub http: HttpConfig,
     pub sidecar: SidecarConfig,
     pub purge: PurgeConfig,
@@ -320,6 +325,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            connections: ConnectionsConfig::default(),
             http: HttpConfig::default(),
             sidecar: SidecarConfig::default(),
             purge: PurgeConfig::default(),
@@ -414,6 +420,7 @@ impl Config {
                 return Err(ConfigError(format!("{name} must be greater than zero")));
             }
         }
+        self.connections.check()?;
         if t.issuer.is_empty() {
             return Err(ConfigError("tokens.issuer must not be empty".into()));
         }

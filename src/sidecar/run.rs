@@ -86,6 +86,7 @@ pub async fn serve(
         access: access.clone(),
         tls: transport::tls_config(&config.tls)?,
         request_timeout: config.request_timeout,
+        connections: config.connections.clone(),
     };
     let service = TokenAuthorityService::validation_only(
         sidecar.clone(),

@@ -3,6 +3,7 @@
 pub mod access_layer;
 mod admin_service;
 mod codec_status;
+mod connections;
 mod convert;
 mod envoy_authz;
 pub mod http;

@@ -2,23 +2,25 @@
 //! sidecar) behind the telemetry, codec-status and access layers, with
 //! reflection and health, over TLS when configured.
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 use super::access_layer::{AccessControl, AccessLayer};
 use super::admin_service::AdminService;
 use super::codec_status::CodecStatusLayer;
+use super::connections::Incoming;
 use super::envoy_authz::ExtAuthz;
 use super::rpc_telemetry::RpcTelemetryLayer;
 use super::service::TokenAuthorityService;
 use crate::config::access::{ClientAuth, TlsConfig};
+use crate::config::connections::ConnectionsConfig;
 use crate::config::Config;
 use crate::domain::validation::TokenValidation;
 use crate::domain::Authority;
@@ -37,6 +39,9 @@ const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 /// How often idle per-caller rate-limit state is dropped.
 const RATE_STATE_CLEANUP: Duration = Duration::from_secs(60);
+
+/// After the shutdown grace, how long the connections cut get to wind down.
+const AFTER_CUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -73,11 +78,12 @@ pub struct GrpcServer<'a> {
     pub access: Arc<AccessControl>,
     pub tls: Option<ServerTlsConfig>,
     pub request_timeout: Duration,
+    pub connections: ConnectionsConfig,
 }
 
 impl GrpcServer<'_> {
     /// Serves `routes` (plus reflection) until `shutdown` completes, then
-    /// drains in-flight requests.
+    /// drains in-flight requests for at most `connections.shutdown_grace`.
     pub async fn run(
         self,
         routes: Routes,
@@ -108,9 +114,30 @@ impl GrpcServer<'_> {
                 access.forget_idle();
             }
         });
-        let served = builder
+        let incoming = Incoming::new(listener, &self.connections);
+        let registry = incoming.registry();
+        tracing::info!(
+            max_connections = incoming.max(),
+            handshake_timeout = ?self.connections.handshake_timeout,
+            "gRPC connection limits"
+        );
+        let (stopping, stop_signalled) = oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let grace = self.connections.shutdown_grace;
+        let grace_over = async move {
+            match stop_signalled.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let mut serving = pin!(builder
             .timeout(self.request_timeout)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .http2_keepalive_interval(Some(self.connections.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(self.connections.http2_keepalive_timeout))
             .layer(RpcTelemetryLayer::new(
                 self.telemetry.metrics.clone(),
                 self.telemetry.tracer.clone(),
@@ -118,13 +145,19 @@ impl GrpcServer<'_> {
             .layer(CodecStatusLayer)
             .layer(AccessLayer(self.access))
             .add_routes(routes)
-            // TCP_NODELAY: without it, small unary responses wait for the
-            // client's delayed ACK (~40 ms on Linux).
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown));
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = grace_over => {
+                let cut = registry.close_all();
+                tracing::warn!(
+                    connections = cut,
+                    grace = ?grace,
+                    "shutdown grace period over: closing connections with requests still running"
+                );
+                tokio::time::timeout(AFTER_CUT, serving).await.unwrap_or(Ok(()))
+            }
+        };
         cleanup.abort();
         served?;
         Ok(())

@@ -25,6 +25,8 @@ pub struct Replica {
     pub client: Client,
     database_url: String,
     env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) the process runs under, if lowered.
+    nofile: Option<u64>,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -44,13 +46,42 @@ impl Replica {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start_at(addr, database_url.to_owned(), env).await
+        Self::start_at(addr, database_url.to_owned(), env, None).await
     }
 
-    async fn start_at(addr: SocketAddr, database_url: String, env: Vec<(String, String)>) -> Self {
+    /// Like `start`, under `prlimit --nofile=N:N` (util-linux).
+    pub async fn start_with_fd_limit(
+        database_url: &str,
+        env: &[(&str, &str)],
+        nofile: u64,
+    ) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_at(addr, database_url.to_owned(), env, Some(nofile)).await
+    }
+
+    async fn start_at(
+        addr: SocketAddr,
+        database_url: String,
+        env: Vec<(String, String)>,
+        nofile: Option<u64>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = crate::logs::child_log_path("replica", &dir.path().join("replica.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_token-authority"))
+        let binary = env!("CARGO_BIN_EXE_token-authority");
+        // prlimit execs the binary: the child's pid is the server's.
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -74,6 +105,7 @@ impl Replica {
             client: TokenAuthorityClient::new(channel),
             database_url,
             env,
+            nofile,
             log,
             _dir: dir,
         }
@@ -81,6 +113,11 @@ impl Replica {
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown, no draining.
@@ -93,7 +130,7 @@ impl Replica {
     pub async fn restart(mut self) -> Self {
         self.kill9().await;
         let (addr, url, env) = (self.addr, self.database_url.clone(), self.env.clone());
-        Self::start_at(addr, url, env).await
+        Self::start_at(addr, url, env, self.nofile).await
     }
 
     pub fn log(&self) -> String {
