@@ -71,7 +71,11 @@ impl App {
         let purger = Purger::new(
             store.clone(),
             clock.clone(),
-            PurgePolicy::new(&config.purge, config.tokens.access_ttl),
+            PurgePolicy::new(
+                &config.purge,
+                config.tokens.access_ttl,
+                config.tokens.clock_leeway,
+            ),
             telemetry.metrics.clone(),
         );
         let authority = Authority::start(store, clock.clone(), Settings::from(&config)).await?;

@@ -17,6 +17,6 @@ pub mod validator;
 mod verified_tokens;
 
 pub use authority::{
-    Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN, REVOKED_SET_MARGIN,
+    revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN,
 };
 pub use error::{Error, ErrorKind, Result};

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::clock::{duration_millis, SharedClock};
 use crate::config::PurgeConfig;
-use crate::domain::{REVOCATION_MARGIN, REVOKED_SET_MARGIN};
+use crate::domain::{revocation_lifetime, REVOCATION_MARGIN};
 use crate::storage::purge::{PurgeCutoffs, PurgeKind};
 use crate::storage::{Store, StoreResult};
 use crate::telemetry::Metrics;
@@ -24,14 +24,16 @@ pub struct PurgePolicy {
 }
 
 impl PurgePolicy {
-    pub fn new(config: &PurgeConfig, access_ttl: Duration) -> Self {
+    pub fn new(config: &PurgeConfig, access_ttl: Duration, clock_leeway: Duration) -> Self {
         let access_ttl = duration_millis(access_ttl);
         Self {
             batch_size: config.batch_size,
             batch_pause: config.batch_pause,
             // A restarted replica rebuilds its revoked set from these rows.
-            revoked_retention: duration_millis(config.revoked_retention)
-                .max(access_ttl + REVOCATION_MARGIN + REVOKED_SET_MARGIN),
+            revoked_retention: duration_millis(config.revoked_retention).max(revocation_lifetime(
+                access_ttl,
+                duration_millis(clock_leeway),
+            )),
             audit_retention: duration_millis(config.audit_retention),
             access_ttl,
         }

@@ -93,3 +93,59 @@ impl Store {
         Ok(page)
     }
 }
+
+/// The PostgreSQL channel on which a commit that revoked sessions notifies
+/// every replica, so that they read the cursor at once instead of at their
+/// next poll. The poll stays as the safety net: a notification sent while a
+/// listener was disconnected is lost.
+const STATE_CHANNEL: &str = "token_authority_state";
+
+/// Notifications that other replicas revoked something (PostgreSQL only).
+pub struct StateChanges(sea_orm::sqlx::postgres::PgListener);
+
+impl StateChanges {
+    /// Waits for the next notification; an error means the connection was
+    /// lost (the next call reconnects), and notifications may have been missed.
+    pub async fn next(&mut self) -> StoreResult<()> {
+        self.0
+            .recv()
+            .await
+            .map(|_| ())
+            .map_err(|e| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())).into())
+    }
+}
+
+impl Store {
+    /// A listener for revocations committed by any replica, on its own
+    /// connection; `None` on SQLite (one process: nothing to hear).
+    pub async fn state_changes(&self) -> StoreResult<Option<StateChanges>> {
+        if self.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.conn().get_postgres_connection_pool();
+        let to_db = |e: sea_orm::sqlx::Error| -> super::StoreError {
+            sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())).into()
+        };
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(to_db)?;
+        listener.listen(STATE_CHANNEL).await.map_err(to_db)?;
+        Ok(Some(StateChanges(listener)))
+    }
+
+    /// Tells listening replicas, when the transaction `conn` is in commits,
+    /// that it revoked sessions (nothing on SQLite).
+    pub(crate) async fn notify_state_changed(
+        &self,
+        conn: &impl ConnectionTrait,
+    ) -> StoreResult<()> {
+        if self.backend() == Backend::Postgres {
+            conn.execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_notify('{STATE_CHANNEL}', '')"),
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -110,6 +110,7 @@ impl Store {
                 let victims = victims[..excess].iter().map(|(id, _)| id.clone());
                 let reason = format!("evicted: more than {} sessions", cap.max);
                 let seq = self.revocation_seq(&tx).await?;
+                self.notify_state_changed(&tx).await?;
                 let rows = session::Entity::update_many()
                     .col_expr(Column::RevokedAt, Expr::value(cap.now))
                     .col_expr(Column::RevokeReason, Expr::value(reason.as_str()))
@@ -256,6 +257,7 @@ impl Store {
             return Ok(RevokeOutcome::TenantNotPermitted);
         }
         let seq = self.revocation_seq(&tx).await?;
+        self.notify_state_changed(&tx).await?;
         let changed = session::Entity::update_many()
             .col_expr(Column::RevokedAt, Expr::value(now))
             .col_expr(Column::RevokeReason, Expr::value(reason))
@@ -306,6 +308,7 @@ impl Store {
             .await?;
         let mut revoked = Vec::with_capacity(candidates.len());
         let seq = self.revocation_seq(&tx).await?;
+        self.notify_state_changed(&tx).await?;
         for chunk in candidates.chunks(CHUNK) {
             let rows = session::Entity::update_many()
                 .col_expr(Column::RevokedAt, Expr::value(now))

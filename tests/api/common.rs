@@ -129,6 +129,14 @@ impl TestServer {
         Self::start_on(config, clock, dir, None).await
     }
 
+    /// Another replica on the same database and key-encryption key, with a
+    /// clock of its own `offset_ms` off the real time.
+    pub async fn replica(&self, offset_ms: i64) -> Self {
+        use token_authority::clock::{Clock, SystemClock};
+        let clock = Arc::new(ManualClock::new(SystemClock.now_millis() + offset_ms));
+        Self::start_on(self.config.clone(), clock, self._dir.clone(), None).await
+    }
+
     /// Stops and starts again on the same addresses (clients that only know
     /// the address, like a sidecar, find it again).
     pub async fn restart_in_place(mut self) -> Self {

@@ -80,11 +80,14 @@ impl From<&Config> for Settings {
 /// a replica may sign with it until its next state sync.
 pub const REVOCATION_MARGIN: Millis = 60_000;
 
-/// How long past `access_ttl + clock_leeway` after a replica learns of a
-/// revocation it keeps enforcing it. A refresh that queued behind the
-/// revocation may mint a token a little later, on a replica whose clock
-/// runs ahead; this covers replica clocks up to five minutes apart.
-pub const REVOKED_SET_MARGIN: Millis = 5 * 60_000;
+/// How long after a revocation any access token of the session may still
+/// be accepted somewhere: tokens live `access_ttl`; a token minted by a
+/// replica whose clock is ahead by up to `leeway` is accepted by a verifier
+/// up to `leeway` past its `exp`; and a refresh queued behind the revocation
+/// may mint one a little later (the margin).
+pub fn revocation_lifetime(access_ttl: Millis, leeway: Millis) -> Millis {
+    access_ttl + 2 * leeway + REVOCATION_MARGIN
+}
 
 /// The storage budget: the request deadline less a margin for answering.
 fn storage_budget(request_timeout: Duration) -> Duration {
@@ -259,8 +262,8 @@ impl Authority {
 
     /// How long a replica enforces a revocation after learning of it: as
     /// long as an access token of the session may be accepted anywhere.
-    fn revocation_lifetime(&self) -> Millis {
-        self.settings.access_ttl + self.settings.clock_leeway + REVOKED_SET_MARGIN
+    pub fn revocation_lifetime(&self) -> Millis {
+        revocation_lifetime(self.settings.access_ttl, self.settings.clock_leeway)
     }
 
     /// Bounds a database-bound operation by the storage budget.
