@@ -2,6 +2,7 @@
 mod access;
 mod bad_input;
 mod common;
+mod db_proxy;
 mod expiry;
 mod ext_authz;
 mod faults;
