@@ -19,6 +19,7 @@ mod purge;
 mod replicas;
 mod rotation;
 mod sidecar;
+mod stalls;
 mod tenants;
 mod tls;
 mod watch;
