@@ -355,11 +355,17 @@ impl Retrier {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_retrying_its_last_token_never_loses_its_session_across_a_stall() {
     const SESSIONS: usize = 8;
-    const STALL_AFTER: Duration = Duration::from_secs(2);
-    // Longer than the request timeout: requests in flight when it begins
-    // time out while their statements may still reach the database.
+    // Load runs this long before each stall, and after the last.
+    const HEALTHY_FOR: Duration = Duration::from_secs(2);
+    // Longer than the request timeout, and than the 10 s grace of today's
+    // server: a rotation caught in flight reaches the database (or its
+    // answer the service) only after the heal, and the client's retry
+    // comes more than 10 s after the rotation's timestamp.
     const STALL_FOR: Duration = Duration::from_secs(12);
-    const LOAD_FOR: Duration = Duration::from_secs(25);
+    // Each stall catches at most one request per client in flight: two
+    // stalls give a rotation caught mid-statement twice the chances.
+    const STALLS: u32 = 2;
+    const LOAD_FOR: Duration = Duration::from_secs(30);
     let url = fresh_postgres_database().await;
     let proxy = DbProxy::start(upstream_of(&url)).await;
     let replica = Replica::start(&proxy.url_for(&url), FAST_FAILING).await;
@@ -381,10 +387,12 @@ async fn a_client_retrying_its_last_token_never_loses_its_session_across_a_stall
     let load = tokio::spawn(join_all(
         retriers.into_iter().map(|r| r.run(replica.client(), until)),
     ));
-    tokio::time::sleep(STALL_AFTER).await;
-    proxy.set(Mode::Stall).await;
-    tokio::time::sleep(STALL_FOR).await;
-    proxy.set(Mode::Forward).await;
+    for _ in 0..STALLS {
+        tokio::time::sleep(HEALTHY_FOR).await;
+        proxy.set(Mode::Stall).await;
+        tokio::time::sleep(STALL_FOR).await;
+        proxy.set(Mode::Forward).await;
+    }
     let retriers = load.await.expect("load");
 
     // Afterwards every client gets a working pair from the token it holds.
@@ -429,7 +437,7 @@ async fn a_client_retrying_its_last_token_never_loses_its_session_across_a_stall
         )
         .unwrap();
     }
-    eprintln!("{report}{lost} of {SESSIONS} sessions lost across a {STALL_FOR:?} stall");
+    eprintln!("{report}{lost} of {SESSIONS} sessions lost across {STALLS} stalls of {STALL_FOR:?}");
     assert!(
         retriers.iter().all(|r| r.generation > 0),
         "the load was not running:\n{report}\n{}",
@@ -439,7 +447,7 @@ async fn a_client_retrying_its_last_token_never_loses_its_session_across_a_stall
     assert_eq!(
         lost,
         0,
-        "{lost} of {SESSIONS} sessions lost across a {STALL_FOR:?} stall:\n{report}\n{}",
+        "{lost} of {SESSIONS} sessions lost across {STALLS} stalls of {STALL_FOR:?}:\n{report}\n{}",
         replica.log()
     );
 }
