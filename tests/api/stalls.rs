@@ -104,6 +104,48 @@ fn busy(mut client: Client, pair: pb::TokenPair) -> tokio::task::JoinHandle<(Str
     })
 }
 
+/// Starts a Refresh of `pair` whose UPDATE is in the database, blocked on a
+/// row lock the test holds (over a direct connection), then begins `mode`
+/// and releases the lock: the fault catches a statement in flight, always.
+/// Returns the verdict on the answer.
+async fn refresh_caught_mid_statement(
+    url: &str,
+    proxy: &DbProxy,
+    mode: Mode,
+    client: &Client,
+    pair: &pb::TokenPair,
+) -> (String, bool) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let db = sea_orm::Database::connect(url)
+        .await
+        .expect("direct connection");
+    let lock = db.begin().await.expect("begin");
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM sessions WHERE id = '{}' FOR UPDATE",
+        pair.session_id
+    ))
+    .await
+    .expect("lock the session row");
+    let mut client = client.clone();
+    let token = pair.refresh_token.clone();
+    let refresh = tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(CLIENT_PATIENCE, refresh_with(&mut client, &token))
+            .await
+            .ok()
+            .map(|r| r.map(|_| ()));
+        (outcome, started.elapsed())
+    });
+    // Well under the server's 2 s statement_timeout.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set(mode).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lock.commit().await.expect("release the lock");
+    db.close().await.ok();
+    let (outcome, took) = refresh.await.expect("refresh task");
+    judge("Refresh mid-statement", outcome, took)
+}
+
 fn revoke_request(session_id: &str) -> pb::RevokeRequest {
     pb::RevokeRequest {
         tenant_id: "acme".into(),
@@ -147,9 +189,11 @@ async fn each_proxy_fault_answers_unavailable_with_a_reason_and_recovers() {
         ("accept-then-close", Mode::AcceptThenClose),
     ];
     let mut victims = Vec::new();
+    let mut held = Vec::new();
     let mut busy_sessions = Vec::new();
     for (name, _) in faults {
         victims.push(issue_with(&mut client, "acme", &format!("victim-{name}")).await);
+        held.push(issue_with(&mut client, "acme", &format!("held-{name}")).await);
         let mut pairs = Vec::new();
         for i in 0..BUSY_CLIENTS {
             pairs.push(issue_with(&mut client, "acme", &format!("busy-{name}-{i}")).await);
@@ -160,15 +204,25 @@ async fn each_proxy_fault_answers_unavailable_with_a_reason_and_recovers() {
     let mut report = String::new();
     let mut wrong = 0;
     let mut recovered = Vec::new();
-    for (((name, mode), victim), busy_pair) in faults.into_iter().zip(&victims).zip(busy_sessions) {
-        // The fault begins under load, with requests in flight.
+    for ((((name, mode), victim), held), busy_pair) in faults
+        .into_iter()
+        .zip(&victims)
+        .zip(&held)
+        .zip(busy_sessions)
+    {
+        writeln!(report, "{mode:?}:").unwrap();
+        // The fault catches a statement in flight...
+        let (line, right) = refresh_caught_mid_statement(&url, &proxy, mode, &client, held).await;
+        writeln!(report, "  {line}").unwrap();
+        wrong += usize::from(!right);
+        proxy.set(Mode::Forward).await;
+        // ...and, begun again, requests of clients under load.
         let in_flight: Vec<_> = busy_pair
             .into_iter()
             .map(|pair| busy(client.clone(), pair))
             .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
         proxy.set(mode).await;
-        writeln!(report, "{mode:?}:").unwrap();
         for task in in_flight {
             let (line, right) = task.await.expect("busy client");
             writeln!(report, "  {line}").unwrap();
@@ -230,6 +284,18 @@ async fn each_proxy_fault_answers_unavailable_with_a_reason_and_recovers() {
             async move { refresh_with(&mut client, &token).await }
         })
         .await;
+        // The rotation caught mid-statement may have committed: its client
+        // retries the same token and gets a pair either way.
+        let held_refreshed = until_ok(deadline, || {
+            let mut client = client.clone();
+            let token = held.refresh_token.clone();
+            async move { refresh_with(&mut client, &token).await }
+        })
+        .await;
+        if let Err(e) = &held_refreshed {
+            wrong += 1;
+            writeln!(report, "  WRONG held-{name} retry after the heal: {e}").unwrap();
+        }
         match (&issued, refreshed) {
             (Ok(_), Ok(next)) => {
                 pair = next;
@@ -257,17 +323,27 @@ async fn each_proxy_fault_answers_unavailable_with_a_reason_and_recovers() {
     let rows = session_rows(&url).await;
     let count = |subject: &str| rows.iter().filter(|r| r.subject == subject).count();
     let mut db_report = String::new();
+    // alice, and per fault a victim, a held and the busy clients' sessions.
+    let mut expected_rows = 1 + faults.len() * (2 + BUSY_CLIENTS);
     for (name, _) in faults {
         let during = count(&format!("issued-during-{name}"));
         let after = count(&format!("after-{name}"));
+        expected_rows += during + after;
         let victim = rows
             .iter()
             .find(|r| r.subject == format!("victim-{name}"))
             .expect("victim row");
+        let held = rows
+            .iter()
+            .find(|r| r.subject == format!("held-{name}"))
+            .expect("held row");
+        wrong += usize::from(held.revoked_at.is_some());
         writeln!(
             db_report,
-            "{name}: {during} issued during, {after} after, victim revoked: {:?}",
-            victim.revoked_at.is_some()
+            "{name}: {during} issued during, {after} after, victim revoked: {:?}, held-{name} generation {} revoked {:?}",
+            victim.revoked_at.is_some(),
+            held.generation,
+            held.revoke_reason
         )
         .unwrap();
         if name != "stall" {
@@ -282,13 +358,15 @@ async fn each_proxy_fault_answers_unavailable_with_a_reason_and_recovers() {
     let alice = rows.iter().find(|r| r.subject == "alice").expect("alice");
     writeln!(
         db_report,
-        "alice: generation {} (client saw {refreshes}), revoked {:?}, {} rows in all",
+        "alice: generation {} (client saw {refreshes}), revoked {:?}; {} rows in all, {expected_rows} expected",
         alice.generation,
         alice.revoke_reason,
         rows.len()
     )
     .unwrap();
     wrong += usize::from(alice.revoked_at.is_some() || alice.generation != refreshes);
+    // Nothing else: no session twice, none from nowhere.
+    wrong += usize::from(rows.len() != expected_rows);
     eprintln!("{db_report}");
     assert_eq!(
         wrong,
