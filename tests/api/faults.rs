@@ -1,13 +1,13 @@
 //! Database outages and crashes, with real processes.
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::*;
-use crate::processes::{PgServer, Replica};
+use crate::processes::{
+    refresh_load_until_killed, session_rows, PgServer, RefreshingClient, Replica,
+};
 use token_authority::proto::{self as pb, revoke_request::Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,67 +108,22 @@ async fn replica_waits_for_a_database_that_is_down_at_start() {
 async fn kill_9_under_refresh_load_loses_no_rotation() {
     const SESSIONS: usize = 16;
     let url = fresh_postgres_database().await;
-    let replica = Replica::start(
+    let mut replica = Replica::start(
         &url,
         &[("TOKEN_AUTHORITY_LIMITS__REFRESH_PER_SESSION", "off")],
     )
     .await;
-    let mut pairs = Vec::new();
-    for i in 0..SESSIONS {
-        let pair = replica
-            .client()
-            .issue(issue_request("acme", &format!("user-{i}")))
-            .await
-            .unwrap()
-            .into_inner()
-            .tokens
-            .unwrap();
-        pairs.push(pair);
-    }
-
-    // Each client refreshes in a loop, always with the last token it
-    // received, until the server dies under it.
-    let stop_at = Instant::now() + Duration::from_secs(10);
-    let clients = pairs.into_iter().map(|pair| {
-        let mut client = replica.client();
-        async move {
-            let mut last = pair;
-            let mut rotations = 0u32;
-            while Instant::now() < stop_at {
-                match refresh_with(&mut client, &last.refresh_token).await {
-                    Ok(next) => {
-                        last = next;
-                        rotations += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            (last, rotations)
-        }
-    });
-    let load = tokio::spawn(join_all(clients));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut replica = replica;
-    replica.kill9().await;
-    let results = load.await.unwrap();
-    assert!(results.iter().all(|(_, n)| *n > 0), "load was running");
+    let results = refresh_load_until_killed(&mut replica, SESSIONS).await;
 
     // Each session's row is at the generation its client last saw, or one
     // past it (rotated, but the response died with the process): never
     // further, never behind, never two rows.
-    let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT subject, generation FROM sessions",
-        ))
-        .await
-        .unwrap();
+    let rows = session_rows(&url).await;
     assert_eq!(rows.len(), SESSIONS);
 
     let replica = replica.restart().await;
     let mut client = replica.client();
-    for (last, rotations) in results {
+    for RefreshingClient { last, rotations } in results {
         let claims = client
             .validate(pb::ValidateRequest {
                 access_token: last.access_token.clone(),
@@ -179,15 +134,12 @@ async fn kill_9_under_refresh_load_loses_no_rotation() {
             .into_inner()
             .claims
             .unwrap();
-        let row = rows
-            .iter()
-            .find(|r| r.try_get::<String>("", "subject").unwrap() == claims.subject)
-            .unwrap();
-        let generation: i64 = row.try_get("", "generation").unwrap();
+        let row = rows.iter().find(|r| r.subject == claims.subject).unwrap();
         assert!(
-            generation == i64::from(rotations) || generation == i64::from(rotations) + 1,
-            "{}: client saw generation {rotations}, database has {generation}",
-            claims.subject
+            row.generation == i64::from(rotations) || row.generation == i64::from(rotations) + 1,
+            "{}: client saw generation {rotations}, database has {}",
+            claims.subject,
+            row.generation
         );
         // The refresh token the client holds works (within the grace window
         // if its last rotation committed without reaching it).

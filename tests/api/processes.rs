@@ -11,8 +11,9 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::common::Client;
+use crate::common::{issue_request, refresh_with, Client};
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
+use token_authority::proto::TokenPair;
 
 /// The key-encryption key every test replica uses (replicas sharing a
 /// database must share it). Base64 of 32 bytes; never a production key.
@@ -263,4 +264,95 @@ fn run(command: &mut StdCommand) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// What one client of `refresh_load_until_killed` ended with.
+pub struct RefreshingClient {
+    /// The last pair the server answered with.
+    pub last: TokenPair,
+    /// How many refreshes it got answers to.
+    pub rotations: u32,
+}
+
+/// Issues `sessions` sessions on `replica`, then has one client per session
+/// refresh back-to-back, always with the last token it received, and
+/// SIGKILLs the replica under that load. Returns what each client holds.
+pub async fn refresh_load_until_killed(
+    replica: &mut Replica,
+    sessions: usize,
+) -> Vec<RefreshingClient> {
+    let mut pairs = Vec::new();
+    for i in 0..sessions {
+        let pair = replica
+            .client()
+            .issue(issue_request("acme", &format!("user-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("issue: {e:?}\n{}", replica.log()))
+            .into_inner()
+            .tokens
+            .unwrap();
+        pairs.push(pair);
+    }
+    // Bounded even if the kill does not stop them.
+    let stop_at = Instant::now() + Duration::from_secs(10);
+    let clients = pairs.into_iter().map(|pair| {
+        let mut client = replica.client();
+        async move {
+            let mut last = pair;
+            let mut rotations = 0u32;
+            while Instant::now() < stop_at {
+                match refresh_with(&mut client, &last.refresh_token).await {
+                    Ok(next) => {
+                        last = next;
+                        rotations += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            RefreshingClient { last, rotations }
+        }
+    });
+    let load = tokio::spawn(futures::future::join_all(clients));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    replica.kill9().await;
+    let results = load.await.expect("load task");
+    assert!(
+        results.iter().all(|c| c.rotations > 0),
+        "load was not running: {}",
+        replica.log()
+    );
+    results
+}
+
+/// One row of the sessions table, read directly.
+#[derive(Debug)]
+pub struct SessionRow {
+    pub subject: String,
+    pub generation: i64,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<String>,
+}
+
+/// Every session in the database at `url` (PostgreSQL or SQLite).
+pub async fn session_rows(url: &str) -> Vec<SessionRow> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(url)
+        .await
+        .expect("connect to the test database");
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT subject, generation, revoked_at, revoke_reason FROM sessions ORDER BY subject",
+        ))
+        .await
+        .expect("read sessions");
+    db.close().await.ok();
+    rows.iter()
+        .map(|r| SessionRow {
+            subject: r.try_get("", "subject").unwrap(),
+            generation: r.try_get("", "generation").unwrap(),
+            revoked_at: r.try_get("", "revoked_at").unwrap(),
+            revoke_reason: r.try_get("", "revoke_reason").unwrap(),
+        })
+        .collect()
 }
