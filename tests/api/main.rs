@@ -22,6 +22,7 @@ mod rotation;
 mod sidecar;
 mod skew;
 mod stalls;
+mod startup;
 mod tenants;
 mod tls;
 mod watch;

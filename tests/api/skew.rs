@@ -7,6 +7,7 @@ use futures::future::join_all;
 use tonic::Code;
 
 use crate::common::*;
+use crate::processes::Replica;
 
 const MINUTE: i64 = 60_000;
 
@@ -148,4 +149,95 @@ async fn two_tabs_across_skewed_replicas_share_one_successor_and_replay_is_still
             }
         }
     }
+}
+
+/// Debian's libfaketime, installed by scripts/install-test-tools.sh.
+fn faketime_lib() -> String {
+    let lib = std::env::var("TA_TEST_FAKETIME_LIB")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1".into());
+    assert!(
+        std::path::Path::new(&lib).exists(),
+        "{lib} is missing: run scripts/install-test-tools.sh (Debian package libfaketime)"
+    );
+    lib
+}
+
+/// The same with real processes whose whole clock is shifted by
+/// libfaketime (what the kernel tells them, not our `Clock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_replicas_under_libfaketime_agree_on_sessions_and_revocations() {
+    let url = fresh_postgres_database().await;
+    let lib = faketime_lib();
+    let common = [
+        ("TOKEN_AUTHORITY_TOKENS__CLOCK_LEEWAY", "11m"),
+        ("TOKEN_AUTHORITY_LIMITS__REFRESH_PER_SESSION", "off"),
+    ];
+    let mut replicas = Vec::new();
+    for shift in [None, Some("+5m"), Some("-5m")] {
+        let mut env = common.to_vec();
+        if let Some(shift) = shift {
+            env.extend([
+                ("LD_PRELOAD", lib.as_str()),
+                ("FAKETIME", shift),
+                // Timers and timeouts keep real time.
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ]);
+        }
+        replicas.push(Replica::start(&url, &env).await);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // The clocks really are shifted, and tokens validate everywhere.
+    for (replica, shift) in replicas.iter().zip([0, 300, -300]) {
+        let pair = issue_with(&mut replica.client(), "acme", "minted").await;
+        let claims = validate_with(&mut replica.client(), &pair.access_token)
+            .await
+            .unwrap();
+        let iat = claims.issued_at.unwrap().seconds;
+        assert!(
+            (iat - now - shift).abs() <= 5,
+            "iat {iat}, now {now}, shift {shift}"
+        );
+        for other in &replicas {
+            validate_with(&mut other.client(), &pair.access_token)
+                .await
+                .expect("validates on every replica");
+        }
+    }
+    // Two tabs on the replicas behind and ahead: one successor.
+    let first = issue_with(&mut replicas[0].client(), "acme", "tabs").await;
+    let a = refresh_with(&mut replicas[2].client(), &first.refresh_token)
+        .await
+        .unwrap();
+    let b = refresh_with(&mut replicas[1].client(), &first.refresh_token)
+        .await
+        .unwrap();
+    assert_eq!(a.refresh_token, b.refresh_token);
+    // A revocation on the replica ahead reaches the one behind at once.
+    let revoked_at = Instant::now();
+    revoke_with(&mut replicas[1].client(), "acme", &first.session_id).await;
+    for replica in [&replicas[0], &replicas[2]] {
+        loop {
+            match validate_with(&mut replica.client(), &a.access_token).await {
+                Err(status) => {
+                    assert_eq!(reason(&status), "SESSION_REVOKED");
+                    break;
+                }
+                Ok(_) => {
+                    assert!(
+                        revoked_at.elapsed() < Duration::from_secs(2),
+                        "not propagated"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "libfaketime replicas: revocation everywhere in {:?}",
+        revoked_at.elapsed()
+    );
 }
