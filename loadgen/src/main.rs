@@ -7,6 +7,7 @@
 //! Without `--target`, it starts the server in-process on a fresh SQLite
 //! database (or `--database-url`), on a loopback port.
 mod cache_report;
+mod churn;
 mod load;
 mod report;
 mod server;
@@ -62,6 +63,13 @@ enum Workload {
     Report,
     /// Health vs Validate with cache hits vs misses on one in-process server.
     ValidateCache,
+    /// One subject logging in (and out) over and over: rows, revoked set,
+    /// RSS and Issue latency (in-process server only).
+    Churn {
+        /// Issues per loop.
+        #[arg(long, default_value_t = 20_000)]
+        issues: u64,
+    },
 }
 
 #[tokio::main]
@@ -73,6 +81,13 @@ async fn main() -> Result<(), server::BoxError> {
     };
     if let Workload::ValidateCache = cli.workload {
         let report = cache_report::run(budget).await?;
+        if let Some(path) = &cli.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
+    if let Workload::Churn { issues } = cli.workload {
+        let report = churn::run(cli.database_url.as_deref(), cli.concurrency, issues).await?;
         if let Some(path) = &cli.json {
             std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         }
@@ -120,6 +135,8 @@ async fn run_workload(
         }
         Workload::Issue => load::run("issue", budget, target.issue_steps(concurrency)).await,
         Workload::Mixed => load::run("mixed", budget, target.mixed_steps(concurrency).await?).await,
-        Workload::Report | Workload::ValidateCache => unreachable!("handled in main"),
+        Workload::Report | Workload::ValidateCache | Workload::Churn { .. } => {
+            unreachable!("handled in main")
+        }
     })
 }
