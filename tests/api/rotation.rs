@@ -113,6 +113,39 @@ async fn repeat_within_the_grace_window_returns_the_same_successor(backend: Back
     assert_eq!(server.list("acme", "carol").await[0].refresh_count, 2);
 }
 
+/// Moves a session's last rotation back in time, as if it had committed
+/// `ago` earlier (the clock that matters is the database's).
+async fn rotated_earlier(server: &TestServer, session_id: &str, ago: Duration) {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(server.config.database.url.as_str())
+        .await
+        .unwrap();
+    let sql = format!(
+        "UPDATE sessions SET rotated_at = rotated_at - {} WHERE id = '{session_id}'",
+        ago.as_millis()
+    );
+    let changed = db.execute_unprepared(&sql).await.unwrap().rows_affected();
+    assert_eq!(changed, 1);
+    db.close().await.unwrap();
+}
+
+/// The default window (10 minutes) bounds how late a client may come back
+/// with the token whose refresh it never saw answered.
+async fn the_retry_window_is_counted_from_the_rotation(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server.issue("acme", "gwen").await;
+    let missed = server.refresh(&first.refresh_token).await.unwrap();
+    rotated_earlier(&server, &first.session_id, Duration::from_secs(9 * 60 + 50)).await;
+    let retried = server.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(retried.refresh_token, missed.refresh_token);
+    rotated_earlier(&server, &first.session_id, Duration::from_secs(20)).await;
+    assert_error(
+        server.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "TOKEN_REUSED",
+    );
+}
+
 async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor(backend: Backend) {
     // 50 at once is far beyond the per-session rate limit, which is not
     // what this test is about.
@@ -240,6 +273,7 @@ crate::on_both_backends!(
     replay_of_an_old_generation_revokes_the_session,
     replay_of_the_previous_token_after_the_retry_window_revokes,
     a_late_retry_gets_the_missed_successor_until_the_successor_is_used,
+    the_retry_window_is_counted_from_the_rotation,
     repeat_within_the_grace_window_returns_the_same_successor,
     fifty_concurrent_refreshes_of_one_token_agree_on_one_successor,
     forged_and_garbled_tokens_are_rejected_without_revoking_anything,

@@ -76,8 +76,10 @@ impl From<&Config> for Settings {
     }
 }
 
-/// How long past `revoked_at + access_ttl` a retired key still verifies:
-/// a replica may sign with it until its next state sync.
+/// Slack on top of token lifetimes, for what happens between replicas' state
+/// syncs: a retired key still verifies for `access_ttl` plus this (a replica
+/// may sign with it until its next sync), and a revocation is enforced this
+/// much longer than its tokens can live (a refresh queued behind it).
 pub const REVOCATION_MARGIN: Millis = 60_000;
 
 /// How long after a revocation any access token of the session may still

@@ -18,7 +18,7 @@ pub struct Model {
     pub generation: i64,
     /// SHA-256 of the current refresh token.
     pub token_digest: Vec<u8>,
-    /// SHA-256 of the refresh token rotated last (for the grace window).
+    /// SHA-256 of the refresh token rotated last (for the retry window).
     pub previous_digest: Option<Vec<u8>>,
     /// When the last rotation committed, by the database's clock (see
     /// `storage::db_clock`).
