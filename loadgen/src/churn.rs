@@ -3,8 +3,9 @@
 //!    of 50 live sessions, Issue is refused until one is old enough to evict).
 //! 2. `logout loop`: Issue then Revoke for one subject, piling up revoked
 //!    rows for it.
-//! 3. Issue for that subject next to Issue for fresh subjects: the cap
-//!    check reads live rows only, so the revoked pile must not show.
+//! 3. Issue for that subject next to Issue for fresh subjects (before and
+//!    after the loops): the cap check reads live rows only, so the revoked
+//!    pile must not show.
 //!
 //! Reports rows, the revoked set's size, the process's RSS and latencies.
 use serde::Serialize;
@@ -57,12 +58,13 @@ struct FreshSubjects {
     client: Client,
     worker: usize,
     n: u64,
+    label: &'static str,
 }
 
 impl Step for FreshSubjects {
     async fn step(&mut self) -> Result<(), String> {
         self.n += 1;
-        let subject = format!("fresh-{}-{}", self.worker, self.n);
+        let subject = format!("{}-{}-{}", self.label, self.worker, self.n);
         issue(&mut self.client, subject).await.map(|_| ())
     }
 }
@@ -87,7 +89,19 @@ pub async fn run(
             })
             .collect::<Vec<_>>()
     };
+    let fresh = |label: &'static str| {
+        let steps = (0..concurrency)
+            .map(|worker| FreshSubjects {
+                client: target.client(),
+                worker,
+                n: 0,
+                label,
+            })
+            .collect();
+        load::run(label, Budget::Requests(2000), steps)
+    };
     let mut phases = vec![
+        fresh("issue, fresh subjects, before").await,
         load::run(
             "login loop, one subject",
             Budget::Requests(issues),
@@ -113,14 +127,17 @@ pub async fn run(
         )
         .await,
     );
-    let fresh = (0..concurrency)
-        .map(|worker| FreshSubjects {
-            client: target.client(),
-            worker,
-            n: 0,
-        })
-        .collect();
-    phases.push(load::run("issue, fresh subjects", Budget::Requests(2000), fresh).await);
+    // The same for one subject without a pile: Issue for one subject is
+    // serialised (PostgreSQL: an advisory lock), so compare like with like.
+    phases.push(
+        load::run(
+            "issue, one subject without revoked sessions",
+            Budget::Requests(40),
+            same("control"),
+        )
+        .await,
+    );
+    phases.push(fresh("issue, fresh subjects, after").await);
     let authority = target.authority.clone().ok_or("in-process server")?;
     let report = ChurnReport {
         phases,

@@ -5,7 +5,9 @@
 //! uncommitted revocation can be below); on SQLite, where writers are
 //! serialised, a counter row. Also a partial index on live sessions, so
 //! that the per-subject session cap reads only live rows however many
-//! revoked ones a subject has piled up.
+//! revoked ones a subject has piled up; and the (tenant, expiry) index goes:
+//! no query needs it, and SQLite's planner preferred it for the cap query,
+//! reading every unexpired session of the tenant on each Issue.
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
@@ -26,6 +28,7 @@ enum RevocationCounter {
 }
 
 const LIVE_INDEX: &str = "idx_sessions_live_by_subject";
+const TENANT_EXPIRY_INDEX: &str = "idx_sessions_tenant_expires_at";
 const SEQ_INDEX: &str = "idx_sessions_revocation_seq";
 
 #[async_trait::async_trait]
@@ -58,6 +61,10 @@ impl MigrationTrait for Migration {
                 "CREATE INDEX IF NOT EXISTS {LIVE_INDEX} ON sessions \
                  (tenant_id, subject, last_used_at) WHERE revoked_at IS NULL"
             ))
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(&format!("DROP INDEX IF EXISTS {TENANT_EXPIRY_INDEX}"))
             .await?;
         if manager.get_database_backend() == DbBackend::Sqlite {
             manager
@@ -103,6 +110,12 @@ impl MigrationTrait for Migration {
         manager
             .get_connection()
             .execute_unprepared(&format!("DROP INDEX IF EXISTS {LIVE_INDEX}"))
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(&format!(
+                "CREATE INDEX IF NOT EXISTS {TENANT_EXPIRY_INDEX} ON sessions (tenant_id, expires_at)"
+            ))
             .await?;
         manager
             .drop_index(
