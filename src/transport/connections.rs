@@ -21,9 +21,12 @@ pub use tracked::{Registry, TrackedStream};
 
 use crate::config::connections::ConnectionsConfig;
 
-/// File descriptors left for the database pool, files and the HTTP listener
-/// when the connection limit is derived from RLIMIT_NOFILE.
-const RESERVED_FDS: u64 = 64;
+/// File descriptors left for the database pool and its LISTEN connection,
+/// files, the runtime, and the HTTP listener's connections, when the gRPC
+/// connection limit is derived from RLIMIT_NOFILE.
+const RESERVED_FDS: u64 = 128;
+/// The HTTP listener's own limit: health checks and key-set fetches.
+const HTTP_MAX_CONNECTIONS: usize = 64;
 /// The limit when the file-descriptor limit is unknown or unlimited.
 const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -80,9 +83,12 @@ fn is_per_connection(error: &io::Error) -> bool {
     )
 }
 
-/// The stream of connections `serve_with_incoming_shutdown` serves.
+/// The stream of connections `serve_with_incoming_shutdown` serves (and,
+/// through `HttpListener`, what axum serves).
 pub struct Incoming {
     listener: TcpListener,
+    /// What is served, for logs: "gRPC" or "HTTP".
+    protocol: &'static str,
     registry: Arc<Registry>,
     max: usize,
     handshake_timeout: Duration,
@@ -97,9 +103,10 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn new(listener: TcpListener, config: &ConnectionsConfig) -> Self {
+    pub fn new(listener: TcpListener, config: &ConnectionsConfig, protocol: &'static str) -> Self {
         Self {
             listener,
+            protocol,
             registry: Arc::default(),
             max: max_connections(config),
             handshake_timeout: config.handshake_timeout,
@@ -153,7 +160,8 @@ impl Incoming {
             max_connections = self.max,
             evicted_idle_connection = evicted,
             suppressed_since_last_warning = self.suppressed,
-            "cannot accept gRPC connections; backing off"
+            "cannot accept {} connections; backing off",
+            self.protocol
         );
         self.last_warning = Some(now);
         self.suppressed = 0;
@@ -223,14 +231,52 @@ impl Stream for Incoming {
     }
 }
 
+/// `Incoming` as an axum listener, so the HTTP listener's connections are
+/// bounded the same way (an HTTP/1 request line is longer than the 24
+/// bytes the handshake timeout waits for).
+pub struct HttpListener {
+    incoming: Incoming,
+    local: std::net::SocketAddr,
+}
+
+impl HttpListener {
+    pub fn new(listener: TcpListener, config: &ConnectionsConfig) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let mut incoming = Incoming::new(listener, config, "HTTP");
+        incoming.max = HTTP_MAX_CONNECTIONS.min(incoming.max);
+        Ok(Self { incoming, local })
+    }
+}
+
+impl axum::serve::Listener for HttpListener {
+    type Io = TrackedStream;
+    type Addr = Option<std::net::SocketAddr>;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use futures_util::StreamExt;
+        use tonic::transport::server::Connected;
+        loop {
+            // The stream never ends and never fails: it backs off itself.
+            if let Some(Ok(io)) = self.incoming.next().await {
+                let peer = io.connect_info().remote_addr();
+                return (io, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(Some(self.local))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn limit_from_fd_limit_leaves_a_reserve() {
-        assert_eq!(from_fd_limit(Some(1024)), 960);
-        assert_eq!(from_fd_limit(Some(256)), 192);
+        assert_eq!(from_fd_limit(Some(1024)), 896);
+        assert_eq!(from_fd_limit(Some(256)), 128);
         assert_eq!(from_fd_limit(Some(100)), 50);
         assert_eq!(from_fd_limit(Some(1)), 1);
         assert_eq!(from_fd_limit(None), FALLBACK_MAX_CONNECTIONS);

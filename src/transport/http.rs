@@ -13,6 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::connections::HttpListener;
 use crate::config::Config;
 use crate::domain::keys::jwk::JwkSet;
 use crate::domain::validation::TokenValidation;
@@ -54,6 +55,7 @@ pub fn spawn(
         public_url,
         jwks_max_age: config.http.jwks_max_age,
     };
+    let listener = HttpListener::new(listener, &config.connections)?;
     Ok(tokio::spawn(serve(
         validation, settings, health, listener, shutdown,
     )))
@@ -71,7 +73,7 @@ pub async fn serve(
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
-    listener: TcpListener,
+    listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(HttpState {

@@ -114,7 +114,7 @@ impl GrpcServer<'_> {
                 access.forget_idle();
             }
         });
-        let incoming = Incoming::new(listener, &self.connections);
+        let incoming = Incoming::new(listener, &self.connections, "gRPC");
         let registry = incoming.registry();
         tracing::info!(
             max_connections = incoming.max(),

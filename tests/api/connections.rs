@@ -1,5 +1,6 @@
-//! Bounds on gRPC connections: the handshake timeout, the connection limit,
-//! an idle flood beyond the file-descriptor limit, the shutdown grace.
+//! Bounds on connections (gRPC, and the HTTP listener): the handshake
+//! timeout, the connection limit, an idle flood beyond the file-descriptor
+//! limit, the shutdown grace.
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -290,4 +291,30 @@ async fn idle_flood_into_accept_errors_does_not_lock_clients_out_or_spin() {
         1,
     )
     .await;
+}
+
+/// The HTTP listener (JWKS, discovery, health) is bounded the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_listener_closes_silent_connections_too() {
+    let timeout = Duration::from_secs(1);
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.connections.handshake_timeout = timeout;
+    })
+    .await;
+    let opened = Instant::now();
+    let silent = connect(server.http_addr).await;
+    let closed = closed_after(silent, opened, Duration::from_secs(5)).await;
+    assert!(closed >= timeout - Duration::from_millis(100), "{closed:?}");
+    // A real request is served, on a connection that stays usable.
+    let mut client = connect(server.http_addr).await;
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    client
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
