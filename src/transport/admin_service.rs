@@ -48,7 +48,10 @@ impl Admin for AdminService {
         };
         let key = self
             .authority
-            .rotate_signing_key(&caller, algorithm, activate_in)
+            .within_budget(
+                self.authority
+                    .rotate_signing_key(&caller, algorithm, activate_in),
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::signing_key(key)))
@@ -60,7 +63,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
         let keys = self
             .authority
-            .list_signing_keys()
+            .within_budget(self.authority.list_signing_keys())
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListSigningKeysResponse {

@@ -268,8 +268,9 @@ impl Authority {
         revocation_lifetime(self.settings.access_ttl, self.settings.clock_leeway)
     }
 
-    /// Bounds a database-bound operation by the storage budget.
-    async fn within_budget<T>(
+    /// Bounds a database-bound operation by the storage budget (every RPC's
+    /// database work goes through this).
+    pub async fn within_budget<T>(
         &self,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
