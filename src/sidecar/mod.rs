@@ -32,6 +32,8 @@ struct Link {
 pub struct Sidecar {
     validator: Validator,
     clock: SharedClock,
+    /// `tokens.clock_leeway`, in ms.
+    leeway: Millis,
     max_staleness: Duration,
     link: Mutex<Link>,
 }
@@ -87,6 +89,7 @@ impl Sidecar {
         Self {
             validator: Validator::new(issuer, cache, duration_millis(leeway)),
             clock,
+            leeway: duration_millis(leeway),
             max_staleness,
             link: Mutex::new(Link::default()),
         }
@@ -145,11 +148,15 @@ impl Sidecar {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).synced = true;
     }
 
+    /// `until` is on the authority's clock: each entry is kept a leeway
+    /// longer, so that a sidecar whose clock runs ahead (by up to the
+    /// leeway) does not forget a revocation while a token of it is still
+    /// accepted.
     fn apply_revocations(&self, sessions: &[(uuid::Uuid, Millis)]) {
         let now = self.clock.now_millis();
         let relevant: Vec<_> = sessions
             .iter()
-            .copied()
+            .map(|(id, until)| (*id, until.saturating_add(self.leeway)))
             .filter(|(_, until)| *until > now)
             .collect();
         self.validator.revoke(&relevant);
@@ -178,5 +185,37 @@ impl TokenValidation for Sidecar {
 
     fn state_age(&self) -> Option<Duration> {
         self.status().stale_for
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn a_sidecar_clock_ahead_by_less_than_the_leeway_keeps_revocations() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let sidecar = Sidecar::new(
+            "iss".into(),
+            8,
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            clock.clone(),
+        );
+        let session = uuid::Uuid::now_v7();
+        // Relevant until 10 s from now by the authority's clock; this
+        // sidecar's clock is 50 s ahead of it.
+        sidecar.apply_revocations(&[(session, 1_000_000 - 50_000 + 10_000)]);
+        sidecar.prune();
+        assert!(sidecar.validator.is_revoked(&session));
+        // 9 s later, 1 s before the authority's deadline: still enforced.
+        clock.advance(Duration::from_secs(9));
+        sidecar.prune();
+        assert!(sidecar.validator.is_revoked(&session));
+        // Forgotten once the leeway past that has gone too.
+        clock.advance(Duration::from_secs(12));
+        sidecar.prune();
+        assert!(!sidecar.validator.is_revoked(&session));
     }
 }
