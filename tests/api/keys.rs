@@ -245,16 +245,22 @@ async fn scheduled_rotation_adds_exactly_one_key_when_due(backend: Backend) {
     .await;
     assert_eq!(server.authority.rotate_if_due().await.unwrap(), None);
     server.clock.advance(Duration::from_secs(3601));
-    // Replicas check concurrently: one of them adds the key.
+    // Replicas check concurrently: one of them adds the key. (The server's
+    // own rotation job is a third: on a loaded machine its first check can
+    // come after the clock moved, and then it is the one that adds it.)
     let (a, b) = tokio::join!(
         server.authority.rotate_if_due(),
         server.authority.rotate_if_due()
     );
     let added: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
-    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(added.len() <= 1, "{added:?}");
     assert_eq!(server.authority.rotate_if_due().await.unwrap(), None);
     let statuses = key_statuses(&server).await;
-    assert_eq!(statuses[0], (added[0].clone(), KeyStatus::Pending as i32));
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(statuses[0].1, KeyStatus::Pending as i32);
+    if let Some(kid) = added.first() {
+        assert_eq!(&statuses[0].0, kid);
+    }
     let audited = server.audit_events(AuditKind::KeyRotated, 2).await;
     let by: Vec<_> = audited.iter().map(|e| e.subject.as_str()).collect();
     assert_eq!(
