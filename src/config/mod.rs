@@ -376,6 +376,14 @@ impl Default for LogConfig {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// What the kubelet injects for a Service named `token-authority` (service
+/// links are on by default): `TOKEN_AUTHORITY_PORT=tcp://…`,
+/// `TOKEN_AUTHORITY_PORT_50051_TCP_ADDR`, `TOKEN_AUTHORITY_SERVICE_HOST`, …
+/// (`key` without the prefix, lowercased). No setting is named like that.
+fn is_kubernetes_service_link(key: &str) -> bool {
+    key == "port" || key.starts_with("port_") || key.starts_with("service_")
+}
+
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -390,6 +398,7 @@ impl Config {
                 // KEK: read by the key store itself, never part of the config.
                 Env::prefixed("TOKEN_AUTHORITY_")
                     .ignore(&["config", "kek"])
+                    .filter(|key| !is_kubernetes_service_link(&key.as_str().to_ascii_lowercase()))
                     .split("__"),
             )
             .extract()
@@ -491,5 +500,30 @@ impl Config {
         Err(ConfigError(format!(
             "refusing to listen on {listen} without authentication: configure [[auth.callers]] (bearer keys or client certificates), listen on a loopback address, or pass --insecure"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_service_links_are_told_from_settings() {
+        for link in [
+            "port",
+            "port_50051_tcp_addr",
+            "service_host",
+            "service_port_grpc",
+        ] {
+            assert!(is_kubernetes_service_link(link), "{link}");
+        }
+        for setting in [
+            "listen",
+            "request_timeout",
+            "database__url",
+            "tokens__issuer",
+        ] {
+            assert!(!is_kubernetes_service_link(setting), "{setting}");
+        }
     }
 }

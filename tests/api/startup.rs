@@ -1,6 +1,6 @@
 //! Start-up: SIGTERM is honoured at every point, configuration errors that
-//! no retry can fix end the process at once, and the SQLite files are
-//! private to their owner.
+//! no retry can fix end the process at once, the SQLite files are private
+//! to their owner, and Kubernetes' service-link variables are ignored.
 use std::os::unix::fs::PermissionsExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -110,4 +110,27 @@ async fn sqlite_database_files_are_private_to_their_owner() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}: {:o}", mode & 0o777);
     }
+}
+
+/// Kubernetes injects service-link variables for a Service named
+/// `token-authority`; they share our prefix and must not stop the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_service_link_variables_are_not_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/k8s.db", dir.path().display());
+    let replica = crate::processes::Replica::start(
+        &url,
+        &[
+            ("TOKEN_AUTHORITY_PORT", "tcp://10.96.0.12:50051"),
+            ("TOKEN_AUTHORITY_PORT_50051_TCP", "tcp://10.96.0.12:50051"),
+            ("TOKEN_AUTHORITY_PORT_50051_TCP_ADDR", "10.96.0.12"),
+            ("TOKEN_AUTHORITY_PORT_50051_TCP_PORT", "50051"),
+            ("TOKEN_AUTHORITY_PORT_50051_TCP_PROTO", "tcp"),
+            ("TOKEN_AUTHORITY_SERVICE_HOST", "10.96.0.12"),
+            ("TOKEN_AUTHORITY_SERVICE_PORT", "50051"),
+            ("TOKEN_AUTHORITY_SERVICE_PORT_GRPC", "50051"),
+        ],
+    )
+    .await;
+    issue_with(&mut replica.client(), "acme", "alice").await;
 }
