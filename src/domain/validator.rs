@@ -139,6 +139,11 @@ impl Validator {
         changed
     }
 
+    /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
+    pub fn leeway(&self) -> Millis {
+        self.leeway
+    }
+
     pub fn is_revoked(&self, session: &Uuid) -> bool {
         self.revoked.contains(session)
     }

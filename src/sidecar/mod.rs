@@ -32,8 +32,6 @@ struct Link {
 pub struct Sidecar {
     validator: Validator,
     clock: SharedClock,
-    /// `tokens.clock_leeway`, in ms.
-    leeway: Millis,
     max_staleness: Duration,
     link: Mutex<Link>,
 }
@@ -89,7 +87,6 @@ impl Sidecar {
         Self {
             validator: Validator::new(issuer, cache, duration_millis(leeway)),
             clock,
-            leeway: duration_millis(leeway),
             max_staleness,
             link: Mutex::new(Link::default()),
         }
@@ -154,9 +151,10 @@ impl Sidecar {
     /// accepted.
     fn apply_revocations(&self, sessions: &[(uuid::Uuid, Millis)]) {
         let now = self.clock.now_millis();
+        let leeway = self.validator.leeway();
         let relevant: Vec<_> = sessions
             .iter()
-            .map(|(id, until)| (*id, until.saturating_add(self.leeway)))
+            .map(|(id, until)| (*id, until.saturating_add(leeway)))
             .filter(|(_, until)| *until > now)
             .collect();
         self.validator.revoke(&relevant);

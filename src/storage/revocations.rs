@@ -34,12 +34,11 @@ pub enum RevocationsFrom {
 }
 
 impl Store {
-    /// The value to store in `revocation_seq` for rows revoked by the
-    /// transaction `conn` is in.
-    pub(crate) async fn revocation_seq(
-        &self,
-        conn: &impl ConnectionTrait,
-    ) -> StoreResult<SimpleExpr> {
+    /// For a transaction (`conn`) about to revoke sessions: tells listening
+    /// replicas when it commits, and returns the value its revoked rows
+    /// store in `revocation_seq`.
+    pub(crate) async fn revoking(&self, conn: &impl ConnectionTrait) -> StoreResult<SimpleExpr> {
+        self.notify_state_changed(conn).await?;
         match self.backend() {
             Backend::Postgres => Ok(Expr::cust("pg_current_xact_id()::text::BIGINT")),
             Backend::Sqlite => {
@@ -135,10 +134,7 @@ impl Store {
 
     /// Tells listening replicas, when the transaction `conn` is in commits,
     /// that it revoked sessions (nothing on SQLite).
-    pub(crate) async fn notify_state_changed(
-        &self,
-        conn: &impl ConnectionTrait,
-    ) -> StoreResult<()> {
+    async fn notify_state_changed(&self, conn: &impl ConnectionTrait) -> StoreResult<()> {
         if self.backend() == Backend::Postgres {
             conn.execute_raw(Statement::from_string(
                 DbBackend::Postgres,

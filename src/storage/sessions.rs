@@ -109,8 +109,7 @@ impl Store {
                 }
                 let victims = victims[..excess].iter().map(|(id, _)| id.clone());
                 let reason = format!("evicted: more than {} sessions", cap.max);
-                let seq = self.revocation_seq(&tx).await?;
-                self.notify_state_changed(&tx).await?;
+                let seq = self.revoking(&tx).await?;
                 let rows = session::Entity::update_many()
                     .col_expr(Column::RevokedAt, Expr::value(cap.now))
                     .col_expr(Column::RevokeReason, Expr::value(reason.as_str()))
@@ -256,8 +255,7 @@ impl Store {
         if tenants.is_some_and(|allowed| !allowed.contains(&row.tenant_id)) {
             return Ok(RevokeOutcome::TenantNotPermitted);
         }
-        let seq = self.revocation_seq(&tx).await?;
-        self.notify_state_changed(&tx).await?;
+        let seq = self.revoking(&tx).await?;
         let changed = session::Entity::update_many()
             .col_expr(Column::RevokedAt, Expr::value(now))
             .col_expr(Column::RevokeReason, Expr::value(reason))
@@ -307,8 +305,7 @@ impl Store {
             .all(&tx)
             .await?;
         let mut revoked = Vec::with_capacity(candidates.len());
-        let seq = self.revocation_seq(&tx).await?;
-        self.notify_state_changed(&tx).await?;
+        let seq = self.revoking(&tx).await?;
         for chunk in candidates.chunks(CHUNK) {
             let rows = session::Entity::update_many()
                 .col_expr(Column::RevokedAt, Expr::value(now))

@@ -28,6 +28,28 @@ async fn skewed_replicas(offsets: [i64; 3]) -> Vec<TestServer> {
     replicas
 }
 
+/// Validates `token` until it answers SESSION_REVOKED; panics if that
+/// takes `bound` or more since `since`. Returns the time since `since`.
+async fn until_revoked(
+    mut client: Client,
+    token: &str,
+    since: Instant,
+    bound: Duration,
+) -> Duration {
+    loop {
+        match validate_with(&mut client, token).await {
+            Ok(_) => {
+                assert!(since.elapsed() < bound, "revocation never arrived");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(status) => {
+                assert_eq!(reason(&status), "SESSION_REVOKED");
+                return since.elapsed();
+            }
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -53,24 +75,12 @@ async fn propagation(replicas: &[TestServer], from: usize, rounds: usize) -> Vec
             .enumerate()
             .filter(|(i, _)| *i != from)
             .map(|(_, r)| {
-                let token = pair.access_token.clone();
-                async move {
-                    loop {
-                        match r.validate(&token).await {
-                            Ok(_) => {
-                                assert!(
-                                    revoked_at.elapsed() < Duration::from_secs(5),
-                                    "never propagated"
-                                );
-                                tokio::time::sleep(Duration::from_millis(2)).await;
-                            }
-                            Err(status) => {
-                                assert_eq!(reason(&status), "SESSION_REVOKED");
-                                return revoked_at.elapsed();
-                            }
-                        }
-                    }
-                }
+                until_revoked(
+                    r.client(),
+                    &pair.access_token,
+                    revoked_at,
+                    Duration::from_secs(5),
+                )
             });
         delays.extend(join_all(waits).await);
     }
@@ -135,19 +145,13 @@ async fn two_tabs_across_skewed_replicas_share_one_successor_and_replay_is_still
         "TOKEN_REUSED",
     );
     for r in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match r.validate(&next.access_token).await {
-                Err(status) => {
-                    assert_eq!(reason(&status), "SESSION_REVOKED");
-                    break;
-                }
-                Ok(_) => {
-                    assert!(Instant::now() < deadline, "revocation never arrived");
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        until_revoked(
+            r.client(),
+            &next.access_token,
+            Instant::now(),
+            Duration::from_secs(2),
+        )
+        .await;
     }
 }
 
@@ -220,21 +224,13 @@ async fn real_replicas_under_libfaketime_agree_on_sessions_and_revocations() {
     let revoked_at = Instant::now();
     revoke_with(&mut replicas[1].client(), "acme", &first.session_id).await;
     for replica in [&replicas[0], &replicas[2]] {
-        loop {
-            match validate_with(&mut replica.client(), &a.access_token).await {
-                Err(status) => {
-                    assert_eq!(reason(&status), "SESSION_REVOKED");
-                    break;
-                }
-                Ok(_) => {
-                    assert!(
-                        revoked_at.elapsed() < Duration::from_secs(2),
-                        "not propagated"
-                    );
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        until_revoked(
+            replica.client(),
+            &a.access_token,
+            revoked_at,
+            Duration::from_secs(2),
+        )
+        .await;
     }
     eprintln!(
         "libfaketime replicas: revocation everywhere in {:?}",
