@@ -10,7 +10,7 @@ export GRPCURL="$PWD/.venv/bin/grpcurl"
 export TA_TEST_PYTHON="$PWD/.venv/bin/python"
 
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --all-targets
 
 export TA_TEST_LOG_DIR="$PWD/target/test-logs"

@@ -11,14 +11,14 @@ use tokio::sync::watch;
 
 use crate::access::new_bearer_key;
 use crate::app::{stopped_signal, App};
-use crate::clock::{duration_millis, SystemClock};
 use crate::config::Config;
-use crate::domain::caller::Caller;
-use crate::domain::keys::KeyAlgorithm;
 use crate::domain::KeyInfo;
 use crate::sidecar::{Sidecar, Upstream};
 use crate::storage::Store;
 use crate::telemetry::{self, Telemetry};
+use crate::verify::caller::Caller;
+use crate::verify::clock::{duration_millis, SystemClock};
+use crate::verify::keys::KeyAlgorithm;
 
 #[derive(Debug, Parser)]
 #[command(name = "token-authority", version, about = "gRPC token authority")]
@@ -118,7 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let stopping = listen_for_shutdown()?;
     match cli.command {
         Command::Migrate => {
-            let store = Store::connect(&config.database)
+            let store = Store::connect(&crate::app::connect_settings(&config.database))
                 .await
                 .context("connecting to the database")?;
             store.migrate().await.context("migrating")?;

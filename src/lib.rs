@@ -1,21 +1,23 @@
 //! Token Authority: a gRPC service that issues, rotates, revokes and
-//! validates session tokens.
+//! validates session tokens. This crate is the process: it wires the
+//! libraries of the workspace together and talks to the outside world.
 //!
-//! Map: `proto` (generated contract) · `transport` (gRPC and HTTP) ·
-//! `access` (who may call what) · `domain` (tokens, sessions, keys) ·
-//! `storage` (database) · `jobs` (background tasks) · `sidecar` (local
-//! validation from a streamed copy) · `telemetry` · `config` · `rate_limit` ·
-//! `clock` · `cli` · `app` (wiring).
+//! Map: `transport` (gRPC and HTTP) · `access` (who may call what) · `jobs`
+//! (background tasks) · `sidecar` (local validation from a streamed copy) ·
+//! `telemetry` · `config` · `cli` (the command line) · `app` (wiring). The
+//! libraries, each its own crate: `proto` (the contract), `verify` (what
+//! every validator needs), `domain` (the token and session rules and their
+//! storage ports), `storage` (the database). See ARCHITECTURE.md.
 pub mod access;
 pub mod app;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod domain;
 pub mod jobs;
-pub mod proto;
-pub mod rate_limit;
 pub mod sidecar;
-pub mod storage;
 pub mod telemetry;
 pub mod transport;
+
+pub use token_authority_domain as domain;
+pub use token_authority_proto as proto;
+pub use token_authority_storage as storage;
+pub use token_authority_verify as verify;

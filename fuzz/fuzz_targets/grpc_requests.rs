@@ -19,9 +19,9 @@ use tonic::service::Routes;
 use tower::{Layer, ServiceExt};
 
 use token_authority::app::App;
-use token_authority::clock::SystemClock;
+use token_authority::verify::clock::SystemClock;
 use token_authority::config::Config;
-use token_authority::domain::caller::Caller;
+use token_authority::verify::caller::Caller;
 use token_authority::domain::model::{Device, IssueRequest, TokenPair};
 use token_authority::proto as pb;
 use token_authority::transport::access_layer::{AccessControl, AccessLayer, AccessService};

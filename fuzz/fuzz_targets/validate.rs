@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use token_authority::clock::{Clock, Millis, SystemClock};
-use token_authority::domain::access_token::{self, AccessClaims};
-use token_authority::domain::caller::Caller;
-use token_authority::domain::keys::{generate, KeyAlgorithm, PublicKey, SigningKey, VerifyingKeys};
-use token_authority::domain::model::ValidateRequest;
-use token_authority::domain::validator::Validator;
+use token_authority::verify::clock::{Clock, Millis, SystemClock};
+use token_authority::verify::access_token::{self, AccessClaims};
+use token_authority::verify::caller::Caller;
+use token_authority::verify::keys::{generate, KeyAlgorithm, PublicKey, SigningKey, VerifyingKeys};
+use token_authority::verify::model::ValidateRequest;
+use token_authority::verify::validator::Validator;
 use uuid::Uuid;
 
 const ISSUER: &str = "token-authority";

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::load::{self, Budget, Stats};
 use crate::server::{BoxError, Target};
-use token_authority::domain::validator::CacheStats;
+use token_authority::verify::validator::CacheStats;
 
 const STREAMS: usize = 64;
 /// Entries in the server's cache for this run.

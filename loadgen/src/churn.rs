@@ -138,11 +138,17 @@ pub async fn run(
         .await,
     );
     phases.push(fresh("issue, fresh subjects, after").await);
-    let authority = target.authority.clone().ok_or("in-process server")?;
+    let store = target.store.clone().ok_or("in-process server")?;
     let report = ChurnReport {
         phases,
-        session_rows: authority.store().session_rows().await?,
-        revoked_set_entries: authority.validator().revoked_sessions().len(),
+        session_rows: store.session_rows().await?,
+        revoked_set_entries: target
+            .authority
+            .as_ref()
+            .ok_or("in-process server")?
+            .validator()
+            .revoked_sessions()
+            .len(),
         rss_kib: rss_kib(),
     };
     load::print_table(&report.phases);

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::load::{self, Budget, Stats};
 use crate::server::{BoxError, Target};
-use token_authority::clock::{Clock, SystemClock};
-use token_authority::domain::access_token::{self, AccessClaims};
-use token_authority::domain::keys::{ephemeral, KeyAlgorithm};
+use token_authority::verify::access_token::{self, AccessClaims};
+use token_authority::verify::clock::{Clock, SystemClock};
+use token_authority::verify::keys::{ephemeral, KeyAlgorithm};
 
 const VALIDATE_STREAMS: usize = 64;
 const REFRESH_SESSIONS: usize = 32;
@@ -108,10 +108,9 @@ pub async fn run(budget: Budget, database_url: Option<&str>) -> Result<Report, B
 
 async fn database_report(target: &Target, budget: Budget) -> Result<DatabaseReport, BoxError> {
     let store = target
-        .authority
+        .store
         .as_ref()
         .ok_or("needs an in-process server")?
-        .store()
         .clone();
     let backend = format!("{:?}", store.backend()).to_lowercase();
     let issue = load::run(

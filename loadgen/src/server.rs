@@ -10,10 +10,11 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::steps::{self, Client};
 use token_authority::app::App;
-use token_authority::clock::SystemClock;
 use token_authority::config::Config;
 use token_authority::domain::Authority;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
+use token_authority::storage::Store;
+use token_authority::verify::clock::SystemClock;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -21,6 +22,7 @@ pub struct Target {
     pub channel: Channel,
     /// Set for an in-process server: direct access for database baselines.
     pub authority: Option<Arc<Authority>>,
+    pub store: Option<Store>,
     stop: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     _dir: Option<TempDir>,
 }
@@ -44,6 +46,7 @@ impl Target {
             return Ok(Self {
                 channel,
                 authority: None,
+                store: None,
                 stop: None,
                 _dir: None,
             });
@@ -63,6 +66,7 @@ impl Target {
         tweak(&mut config);
         let app = App::build(config, Arc::new(SystemClock)).await?;
         let authority = app.authority.clone();
+        let store = app.store.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();
@@ -77,6 +81,7 @@ impl Target {
         Ok(Self {
             channel,
             authority: Some(authority),
+            store: Some(store),
             stop: Some((tx, task)),
             _dir: Some(dir),
         })
@@ -166,11 +171,10 @@ impl Target {
 
     /// Sessions for the raw database baseline, one per worker.
     pub async fn raw_rotate_steps(&self, n: usize) -> Result<Vec<steps::RawRotate>, BoxError> {
-        let authority = self
-            .authority
-            .as_ref()
+        let store = self
+            .store
+            .clone()
             .ok_or("raw baseline needs an in-process server")?;
-        let store = authority.store().clone();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let pair = steps::issue(&mut self.client(), format!("raw-{i}")).await?;

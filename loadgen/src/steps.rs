@@ -4,9 +4,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::load::Step;
+use token_authority::domain::rotation::Rotation;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
-use token_authority::storage::sessions::Rotation;
 use token_authority::storage::Store;
 
 pub type Client = TokenAuthorityClient<Channel>;

@@ -8,7 +8,7 @@ use super::certificate::SanIdentity;
 use super::permission::Permission;
 use crate::config::access::{AuthConfig, ALL_TENANTS};
 use crate::config::rate::Rate;
-use crate::domain::caller::{Caller, TenantScope};
+use crate::verify::caller::{Caller, TenantScope};
 
 /// A recognised caller and what it was granted.
 #[derive(Debug)]

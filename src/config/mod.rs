@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::domain::keys::KeyAlgorithm;
+use crate::verify::keys::KeyAlgorithm;
 use access::{AuthConfig, TlsConfig};
 use connections::ConnectionsConfig;
 use rate::Rate;

@@ -75,6 +75,15 @@ pub mod optional {
     }
 }
 
+impl From<Rate> for crate::domain::rate_limit::Rate {
+    fn from(r: Rate) -> Self {
+        Self {
+            count: r.count,
+            per: r.per,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

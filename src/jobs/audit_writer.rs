@@ -7,19 +7,19 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::storage::audit::OwnedAuditEvent;
-use crate::storage::Store;
+use crate::domain::audit::AuditEvent;
+use crate::domain::ports::AuditLog;
 
 const CAPACITY: usize = 4096;
 const BATCH: usize = 256;
 
 #[derive(Clone)]
 pub struct AuditQueue {
-    tx: mpsc::Sender<OwnedAuditEvent>,
+    tx: mpsc::Sender<AuditEvent>,
     dropped: Arc<AtomicU64>,
 }
 
-pub struct AuditReceiver(mpsc::Receiver<OwnedAuditEvent>);
+pub struct AuditReceiver(mpsc::Receiver<AuditEvent>);
 
 impl AuditQueue {
     pub fn new() -> (Self, AuditReceiver) {
@@ -32,7 +32,7 @@ impl AuditQueue {
     }
 
     /// Queues an event; never waits.
-    pub fn record(&self, event: OwnedAuditEvent) {
+    pub fn record(&self, event: AuditEvent) {
         if self.tx.try_send(event).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -43,7 +43,11 @@ impl AuditQueue {
 }
 
 /// Writes queued events until `stop` changes, then writes what is left.
-pub async fn run(store: Store, mut events: AuditReceiver, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<dyn AuditLog>,
+    mut events: AuditReceiver,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
@@ -54,16 +58,16 @@ pub async fn run(store: Store, mut events: AuditReceiver, mut stop: watch::Recei
             }
             _ = stop.changed() => break,
         }
-        write(&store, &mut batch).await;
+        write(&*store, &mut batch).await;
     }
     events.0.close();
     while events.0.recv_many(&mut batch, BATCH).await > 0 {
-        write(&store, &mut batch).await;
+        write(&*store, &mut batch).await;
     }
 }
 
-async fn write(store: &Store, batch: &mut Vec<OwnedAuditEvent>) {
-    if let Err(e) = store.record_audit_events(batch).await {
+async fn write(store: &dyn AuditLog, batch: &mut Vec<AuditEvent>) {
+    if let Err(e) = store.record(batch).await {
         tracing::warn!(error = %e, events = batch.len(), "audit events could not be written");
     }
     batch.clear();

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::clock::{duration_millis, SharedClock};
 use crate::config::PurgeConfig;
 use crate::domain::{revocation_lifetime, REVOCATION_MARGIN};
 use crate::storage::purge::{PurgeCutoffs, PurgeKind};
 use crate::storage::{Store, StoreResult};
 use crate::telemetry::Metrics;
+use crate::verify::clock::{duration_millis, SharedClock};
 
 /// Retention rules in the units the purge works in.
 #[derive(Debug, Clone)]

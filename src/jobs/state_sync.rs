@@ -10,15 +10,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use crate::domain::Authority;
+use crate::storage::Store;
 
 /// Pause before reconnecting a listener whose connection failed.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// At most one warning this often about a failing listener.
 const LISTEN_WARN_EVERY: Duration = Duration::from_secs(30);
 
-pub async fn run(authority: Arc<Authority>, every: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    authority: Arc<Authority>,
+    store: Store,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(authority.clone(), wake.clone()));
+    let listener = tokio::spawn(listen(store, wake.clone()));
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -37,7 +43,7 @@ pub async fn run(authority: Arc<Authority>, every: Duration, mut stop: watch::Re
 
 /// Wakes the sync loop on every notification, and after every reconnect
 /// (what was sent meanwhile is lost; the sync reads it by cursor).
-async fn listen(authority: Arc<Authority>, wake: Arc<Notify>) {
+async fn listen(store: Store, wake: Arc<Notify>) {
     let mut warned_at: Option<Instant> = None;
     let mut warn = |error: &dyn std::fmt::Display| {
         if warned_at.is_none_or(|at| at.elapsed() >= LISTEN_WARN_EVERY) {
@@ -46,7 +52,7 @@ async fn listen(authority: Arc<Authority>, wake: Arc<Notify>) {
         }
     };
     loop {
-        let mut changes = match authority.store().state_changes().await {
+        let mut changes = match store.state_changes().await {
             Ok(Some(changes)) => changes,
             Ok(None) => return,
             Err(e) => {

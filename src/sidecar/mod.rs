@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 pub use run::serve;
 pub use upstream::{Upstream, UpstreamError};
 
-use crate::clock::{duration_millis, Millis, SharedClock};
-use crate::domain::caller::Caller;
-use crate::domain::error::{Error, Result};
-use crate::domain::keys::{PublicKey, VerifyingKeys};
-use crate::domain::model::{ValidateRequest, ValidatedToken};
-use crate::domain::validation::TokenValidation;
-use crate::domain::validator::Validator;
+use crate::verify::caller::Caller;
+use crate::verify::clock::{duration_millis, Millis, SharedClock};
+use crate::verify::error::{Error, Result};
+use crate::verify::keys::{PublicKey, VerifyingKeys};
+use crate::verify::model::{ValidateRequest, ValidatedToken};
+use crate::verify::validation::TokenValidation;
+use crate::verify::validator::Validator;
 
 #[derive(Debug, Default)]
 struct Link {
@@ -189,7 +189,7 @@ impl TokenValidation for Sidecar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::verify::clock::ManualClock;
 
     #[test]
     fn a_sidecar_clock_ahead_by_less_than_the_leeway_keeps_revocations() {

@@ -20,13 +20,13 @@ use super::status;
 use crate::access::{
     self, AuthenticatedCaller, Denial, Policy, PolicyError, Required, SanIdentity,
 };
-use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::domain::caller::Caller;
-use crate::domain::Error;
+use crate::domain::audit::{AuditEvent, AuditKind};
+use crate::domain::rate_limit::KeyedLimiter;
 use crate::jobs::audit_writer::AuditQueue;
-use crate::rate_limit::KeyedLimiter;
-use crate::storage::audit::{AuditKind, OwnedAuditEvent};
+use crate::verify::caller::Caller;
+use crate::verify::clock::SharedClock;
+use crate::verify::Error;
 
 /// Longest `authorization` value accepted (a bearer key is 47 bytes).
 const MAX_AUTHORIZATION: usize = 1024;
@@ -71,7 +71,7 @@ impl AccessControl {
                 let rate = c.rate?;
                 Some((
                     Arc::from(c.name.as_str()),
-                    KeyedLimiter::new(rate, clock.clone()),
+                    KeyedLimiter::new(rate.into(), clock.clone()),
                 ))
             })
             .collect();
@@ -80,7 +80,7 @@ impl AccessControl {
             default_rate: config
                 .limits
                 .caller_rate
-                .map(|rate| KeyedLimiter::new(rate, clock.clone())),
+                .map(|rate| KeyedLimiter::new(rate.into(), clock.clone())),
             own_rates,
             max_metadata_bytes: config.limits.max_metadata_bytes,
             audit,
@@ -207,7 +207,7 @@ impl AccessControl {
         tracing::warn!(target: "token_authority::audit", caller = %who, %method, %reason, peer, "request refused");
         let context = peer.map(|p| format!(" from {p}")).unwrap_or_default();
         if let Some(audit) = &self.audit {
-            audit.record(OwnedAuditEvent {
+            audit.record(AuditEvent {
                 at: self.clock.now_millis(),
                 kind: AuditKind::AccessDenied,
                 tenant_id: String::new(),

@@ -6,11 +6,11 @@ use tonic::{Request, Response, Status};
 use super::access_layer::caller_of;
 use super::convert;
 use super::status::to_status;
-use crate::clock::duration_millis;
-use crate::domain::keys::KeyAlgorithm;
 use crate::domain::{Authority, Error};
 use crate::proto as pb;
 use crate::proto::admin_server::Admin;
+use crate::verify::clock::duration_millis;
+use crate::verify::keys::KeyAlgorithm;
 
 pub struct AdminService {
     authority: Arc<Authority>,

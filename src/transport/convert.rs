@@ -2,11 +2,12 @@
 use prost_types::{value::Kind, ListValue, Struct, Timestamp, Value as PbValue};
 use serde_json::{Map, Number, Value};
 
-use crate::clock::Millis;
-use crate::domain::keys::jwk::Jwk;
-use crate::domain::keys::PublicKey;
 use crate::domain::{model, KeyInfo, KeyStatus};
 use crate::proto as pb;
+use crate::verify::clock::Millis;
+use crate::verify::keys::jwk::Jwk;
+use crate::verify::keys::PublicKey;
+use crate::verify::model as verify_model;
 
 pub fn timestamp(ms: Millis) -> Option<Timestamp> {
     Some(Timestamp {
@@ -57,7 +58,7 @@ pub fn session(s: model::SessionInfo) -> pb::Session {
     }
 }
 
-pub fn claims(v: model::ValidatedToken) -> pb::Claims {
+pub fn claims(v: verify_model::ValidatedToken) -> pb::Claims {
     let c = v.claims;
     pb::Claims {
         subject: c.sub,

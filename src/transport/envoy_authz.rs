@@ -21,9 +21,9 @@ use tonic::{Code, Request, Response, Status};
 
 use super::access_layer::{caller_of, AccessControl};
 use super::status::to_status;
-use crate::domain::model::{ValidateRequest, ValidatedToken};
-use crate::domain::validation::TokenValidation;
-use crate::domain::{Error, ErrorKind};
+use crate::verify::model::{ValidateRequest, ValidatedToken};
+use crate::verify::validation::TokenValidation;
+use crate::verify::{Error, ErrorKind};
 
 /// Headers set on allowed requests (any client-sent value is overwritten).
 pub const SUBJECT_HEADER: &str = "x-auth-subject";

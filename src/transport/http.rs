@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::connections::HttpListener;
 use crate::config::Config;
-use crate::domain::keys::jwk::JwkSet;
-use crate::domain::validation::TokenValidation;
+use crate::verify::keys::jwk::JwkSet;
+use crate::verify::validation::TokenValidation;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";

@@ -22,12 +22,12 @@ use super::service::TokenAuthorityService;
 use crate::config::access::{ClientAuth, TlsConfig};
 use crate::config::connections::ConnectionsConfig;
 use crate::config::Config;
-use crate::domain::validation::TokenValidation;
 use crate::domain::Authority;
 use crate::proto::admin_server::AdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
 use crate::proto::{ENVOY_AUTHZ_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET};
 use crate::telemetry::Telemetry;
+use crate::verify::validation::TokenValidation;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
 /// Largest request message accepted; far above any valid request.

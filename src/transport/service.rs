@@ -11,12 +11,13 @@ use super::access_layer::{caller_of, AccessControl};
 use super::convert;
 use super::status::to_status;
 use super::watch::{self, WatchStream};
-use crate::domain::caller::Caller;
-use crate::domain::revocation_feed::Cursor;
-use crate::domain::validation::TokenValidation;
 use crate::domain::{model, Authority, Error};
 use crate::proto as pb;
 use crate::proto::token_authority_server::TokenAuthority;
+use crate::verify::caller::Caller;
+use crate::verify::model as verify_model;
+use crate::verify::revocation_feed::Cursor;
+use crate::verify::validation::TokenValidation;
 
 pub struct TokenAuthorityService {
     /// `None` in sidecar mode.
@@ -189,7 +190,7 @@ impl TokenAuthority for TokenAuthorityService {
             .validation
             .validate(
                 &caller,
-                &model::ValidateRequest {
+                &verify_model::ValidateRequest {
                     access_token: r.access_token,
                     expected_audience: r.expected_audience,
                     expected_tenant_id: r.expected_tenant_id,

@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::access::Denial;
-use crate::domain::{Error, ErrorKind};
+use crate::verify::{Error, ErrorKind};
 
 /// `google.rpc.ErrorInfo.domain` of every error we send.
 pub const ERROR_DOMAIN: &str = "token-authority";

@@ -16,10 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::convert;
-use crate::clock::Millis;
-use crate::domain::revocation_feed::{Catchup, Cursor};
-use crate::domain::validation::TokenValidation;
 use crate::proto as pb;
+use crate::verify::clock::Millis;
+use crate::verify::revocation_feed::{Catchup, Cursor};
+use crate::verify::validation::TokenValidation;
 use pb::watch_revocations_response::Event;
 
 pub type WatchStream =

@@ -20,8 +20,8 @@ use tonic_types::StatusExt;
 
 use crate::common::*;
 use token_authority::access::{new_bearer_key, Permission};
+use token_authority::domain::audit::AuditKind;
 use token_authority::proto::{self as pb, revoke_request::Target};
-use token_authority::storage::audit::AuditKind;
 
 /// The RPCs behind a permission. Their `Debug` names are their gRPC method names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

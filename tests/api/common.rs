@@ -14,15 +14,17 @@ use tonic_types::StatusExt;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use token_authority::access::{new_bearer_key, Permission};
 use token_authority::app::App;
-use token_authority::clock::ManualClock;
 use token_authority::config::access::CallerConfig;
 use token_authority::config::Config;
+use token_authority::domain::audit::AuditKind;
 use token_authority::domain::Authority;
 use token_authority::jobs::purge::Purger;
 use token_authority::proto::admin_client::AdminClient;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
-use token_authority::storage::audit::{AuditKind, StoredAuditEvent};
+use token_authority::storage::audit::StoredAuditEvent;
+use token_authority::storage::Store;
+use token_authority::verify::clock::ManualClock;
 
 pub type Client = TokenAuthorityClient<Channel>;
 
@@ -101,6 +103,7 @@ pub struct TestServer {
     pub channel: Channel,
     pub config: Config,
     pub authority: Arc<Authority>,
+    pub store: Store,
     pub purger: Arc<Purger>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -132,7 +135,7 @@ impl TestServer {
     /// Another replica on the same database and key-encryption key, with a
     /// clock of its own `offset_ms` off the real time.
     pub async fn replica(&self, offset_ms: i64) -> Self {
-        use token_authority::clock::{Clock, SystemClock};
+        use token_authority::verify::clock::{Clock, SystemClock};
         let clock = Arc::new(ManualClock::new(SystemClock.now_millis() + offset_ms));
         Self::start_on(self.config.clone(), clock, self._dir.clone(), None).await
     }
@@ -164,6 +167,7 @@ impl TestServer {
             .await
             .expect("app starts");
         let authority = app.authority.clone();
+        let store = app.store.clone();
         let purger = app.purger.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -187,6 +191,7 @@ impl TestServer {
             channel,
             config,
             authority,
+            store,
             purger,
             shutdown: Some(tx),
             task: Some(task),
@@ -205,7 +210,7 @@ impl TestServer {
 
     /// Rows in the sessions table, counted in the database.
     pub async fn session_rows(&self) -> u64 {
-        self.authority.store().session_rows().await.expect("count")
+        self.store.session_rows().await.expect("count")
     }
 
     pub fn client(&self) -> Client {
@@ -227,8 +232,7 @@ impl TestServer {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let events = self
-                .authority
-                .store()
+                .store
                 .audit_events_of_kind(kind)
                 .await
                 .expect("audit events");

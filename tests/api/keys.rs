@@ -10,9 +10,9 @@ use tonic::Code;
 
 use crate::common::*;
 use token_authority::app::App;
+use token_authority::domain::audit::AuditKind;
 use token_authority::domain::keys::{is_sealed, Kek};
 use token_authority::proto::{self as pb, KeyStatus};
-use token_authority::storage::audit::AuditKind;
 use token_authority::storage::purge::PurgeKind;
 
 /// `(kid, alg)` from a JWT's header.
@@ -161,8 +161,8 @@ async fn es256_keys_sign_tokens_that_verify(backend: Backend) {
     assert_eq!(URL_SAFE_NO_PAD.decode(&ec.y).unwrap().len(), 32);
 
     // A signature from another P-256 key under the same kid is refused.
-    let (signer, _) = token_authority::domain::keys::ephemeral(
-        token_authority::domain::keys::KeyAlgorithm::Es256,
+    let (signer, _) = token_authority::verify::keys::ephemeral(
+        token_authority::verify::keys::KeyAlgorithm::Es256,
     )
     .unwrap();
     let (head, rest) = pair.access_token.split_once('.').unwrap();
@@ -303,7 +303,7 @@ async fn plain_text_keys_of_an_older_version_are_sealed_at_start(backend: Backen
     server.stop().await;
     // Put the database back the way the previous version stored it.
     let kek = kek_of(&server);
-    let store = server.authority.store().clone();
+    let store = server.store.clone();
     for key in store.signing_keys().await.unwrap() {
         let plain = kek
             .open(&format!("signing_key/{}", key.kid), &key.private_key)
@@ -328,7 +328,7 @@ async fn plain_text_keys_of_an_older_version_are_sealed_at_start(backend: Backen
         .refresh(&pair.refresh_token)
         .await
         .expect("same refresh secret");
-    let store = server.authority.store();
+    let store = &server.store;
     assert!(store
         .signing_keys()
         .await
@@ -392,7 +392,7 @@ async fn a_database_dump_holds_no_token_or_key_in_plain_text(backend: Backend) {
     let second = server.refresh(&first.refresh_token).await.unwrap();
 
     let kek = kek_of(&server);
-    let store = server.authority.store();
+    let store = &server.store;
     let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
     for token in [&first, &second] {
         secrets.push((

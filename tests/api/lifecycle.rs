@@ -270,12 +270,7 @@ async fn every_rotation_is_audited_once(backend: Backend) {
         "TOKEN_REUSED",
     );
 
-    let trail = server
-        .authority
-        .store()
-        .audit_trail(&first.session_id)
-        .await
-        .unwrap();
+    let trail = server.store.audit_trail(&first.session_id).await.unwrap();
     let kinds: Vec<(&str, Option<&str>)> = trail
         .iter()
         .map(|e| (e.kind.as_str(), e.detail.as_deref()))

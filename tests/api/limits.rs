@@ -6,8 +6,8 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::*;
+use token_authority::domain::audit::AuditKind;
 use token_authority::proto as pb;
-use token_authority::storage::audit::AuditKind;
 
 async fn refreshes_are_limited_per_session(backend: Backend) {
     let server = TestServer::start(backend).await;

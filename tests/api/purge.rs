@@ -106,8 +106,7 @@ crate::on_both_backends!(purge_deletes_exactly_what_is_due);
 async fn only_one_replica_purges_at_a_time() {
     let server = TestServer::start_with(Backend::Postgres, |c| c.purge.enabled = false).await;
     let held = server
-        .authority
-        .store()
+        .store
         .try_purge_lock()
         .await
         .unwrap()

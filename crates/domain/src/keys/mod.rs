@@ -1,0 +1,10 @@
+//! The authority's side of signing keys: the set that signs (by activation
+//! time) and the key-encryption key that seals private halves at rest. What
+//! a verifier needs of keys lives in `token_authority_verify::keys`.
+pub mod kek;
+mod key_set;
+mod sealing;
+
+pub use key_set::{KeySet, KeyVersion, SigningWindow};
+pub use sealing::{is_sealed, sealed_by, Kek, SealError};
+pub use token_authority_verify::keys::*;

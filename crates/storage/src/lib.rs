@@ -1,0 +1,256 @@
+//! Persistence: the only crate that talks to the database. SQLite by
+//! default, PostgreSQL in production; the same SeaORM code serves both.
+//! Implements the domain's ports (`token_authority_domain::ports`) in
+//! `ports.rs`, mapping its entities to the domain's types.
+pub mod audit;
+mod db_clock;
+pub mod entities;
+pub mod keys;
+mod ports;
+pub mod purge;
+pub mod revocations;
+pub mod secrets;
+pub mod sessions;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
+    TransactionTrait,
+};
+
+use std::time::Duration;
+
+use token_authority_verify::StorageError;
+
+/// A database failure. `is_unavailable` separates "try again later" (the
+/// database is down, busy or too slow) from bugs and bad data.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(#[from] DbErr);
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        match &self.0 {
+            DbErr::ConnectionAcquire(_) => true,
+            DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => runtime_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn runtime_unavailable(e: &RuntimeErr) -> bool {
+    let RuntimeErr::SqlxError(e) = e else {
+        return false;
+    };
+    match e.as_ref() {
+        // Protocol: a stream that breaks off mid-message or is not
+        // PostgreSQL at all (a load balancer or proxy with no backend
+        // answers the SSLRequest with garbage or nothing).
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Primary result code (low byte of an extended one):
+                // 5 BUSY, 6 LOCKED, 10 IOERR, 14 CANTOPEN.
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
+            } else {
+                // PostgreSQL SQLSTATE: class 08 connection exception, 57P0x
+                // shutdown / cannot connect now, 57014 statement timeout, 53
+                // insufficient resources, 40001/40P01 serialization failure
+                // or deadlock, 25006 read-only transaction (after a
+                // failover), 55P03 lock not available.
+                code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code.starts_with("53")
+                    || matches!(&*code, "57014" | "40001" | "40P01" | "25006" | "55P03")
+            }
+        }
+        _ => false,
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            StorageError::unavailable(e)
+        } else {
+            StorageError::failed(e)
+        }
+    }
+}
+
+/// How to reach the database and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size; by default 1 on SQLite (one writer at a time), 16 on
+    /// PostgreSQL.
+    pub max_connections: Option<u32>,
+    pub acquire_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PostgreSQL `statement_timeout`; on SQLite, how long a statement
+    /// waits for the write lock.
+    pub statement_timeout: Duration,
+    /// SQLite `synchronous=FULL` (a commit is on disk before it returns)
+    /// rather than `NORMAL`.
+    pub sqlite_full_sync: bool,
+}
+
+/// PostgreSQL advisory lock key held while migrating ("TAmigrat").
+const MIGRATION_LOCK: i64 = 0x5441_6d69_6772_6174;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    pub async fn connect(config: &ConnectSettings) -> StoreResult<Self> {
+        let backend = if config.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbErr::Custom(
+                "database.url must start with sqlite:// or postgres://".into(),
+            )
+            .into());
+        };
+        let max_connections = config.max_connections.unwrap_or(match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 16,
+        });
+        let statement_timeout = config.statement_timeout;
+        let synchronous = if config.sqlite_full_sync {
+            sqlx::sqlite::SqliteSynchronous::Full
+        } else {
+            sqlx::sqlite::SqliteSynchronous::Normal
+        };
+        let mut options = ConnectOptions::new(config.url.clone());
+        options
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_timeout(config.connect_timeout)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(move |opts| {
+                // WAL lets readers run beside the writer; see
+                // `ConnectSettings::sqlite_full_sync` for the durability choice.
+                opts.create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+                    .busy_timeout(statement_timeout)
+            })
+            .map_sqlx_postgres_opts(move |opts| {
+                opts.application_name("token-authority").options([(
+                    "statement_timeout",
+                    format!("{}ms", statement_timeout.as_millis()),
+                )])
+            });
+        if backend == Backend::Sqlite {
+            prepare_sqlite_file(&config.url)?;
+        }
+        let db = Database::connect(options).await?;
+        Ok(Self { db, backend })
+    }
+
+    /// Applies pending migrations. On PostgreSQL, replicas starting together
+    /// would race (`CREATE … IF NOT EXISTS` is not safe against a concurrent
+    /// create), so one at a time holds an advisory lock, taken in a
+    /// transaction on one pooled connection while the migrator uses others.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        if self.backend != Backend::Postgres {
+            Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let lock = self.db.begin().await?;
+        lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        let migrated = Migrator::up(&self.db, None).await;
+        lock.commit().await?;
+        migrated?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) -> StoreResult<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// Checks what no retry can fix before connecting (the folder of the
+/// database file must exist), and creates a missing database file readable
+/// by its owner only: it holds device names, IP addresses and user agents.
+/// SQLite gives its WAL and shared-memory files the same mode.
+fn prepare_sqlite_file(url: &str) -> StoreResult<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(DbErr::Custom(format!(
+            "database.url: the folder {} does not exist",
+            folder.display()
+        ))
+        .into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(DbErr::Custom(format!(
+                    "database.url: cannot create {}: {e}",
+                    path.display()
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(())
+}

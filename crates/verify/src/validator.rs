@@ -1,0 +1,264 @@
+//! Validation of access tokens from memory: the verifying keys, the
+//! sessions revoked recently enough to matter, and a cache of tokens whose
+//! signature already checked out. The authority keeps one in step with the
+//! database; a sidecar keeps one in step with the authority.
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use super::access_token;
+use super::caller::Caller;
+use super::error::{Error, Result};
+use super::input;
+use super::keys::VerifyingKeys;
+use super::model::{ValidateRequest, ValidatedToken};
+use super::revocation_feed::RevocationFeed;
+use super::revocations::RevokedSessions;
+pub use super::verified_tokens::CacheStats;
+use super::verified_tokens::{VerifiedToken, VerifiedTokens};
+use crate::clock::Millis;
+
+pub struct Validator {
+    issuer: String,
+    /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
+    leeway: Millis,
+    keys: RwLock<Arc<VerifyingKeys>>,
+    revoked: RevokedSessions,
+    verified: VerifiedTokens,
+    feed: RevocationFeed,
+}
+
+impl Validator {
+    pub fn new(issuer: String, cache_capacity: usize, leeway: Millis) -> Self {
+        Self {
+            issuer,
+            leeway,
+            keys: RwLock::new(Arc::new(VerifyingKeys::default())),
+            revoked: RevokedSessions::default(),
+            verified: VerifiedTokens::new(cache_capacity),
+            feed: RevocationFeed::default(),
+        }
+    }
+
+    /// Signature, type, issuer, lifetime, the caller's tenants, the expected
+    /// audience and tenant, and revocation of the session.
+    pub fn validate(
+        &self,
+        caller: &Caller,
+        req: &ValidateRequest,
+        now: Millis,
+    ) -> Result<ValidatedToken> {
+        input::token("access_token", &req.access_token, input::MAX_ACCESS_TOKEN)?;
+        input::optional_text(
+            "expected_audience",
+            &req.expected_audience,
+            input::MAX_AUDIENCE,
+        )?;
+        input::optional_text(
+            "expected_tenant_id",
+            &req.expected_tenant_id,
+            input::MAX_TENANT_ID,
+        )?;
+        let key = VerifiedTokens::key(&req.access_token);
+        let verified = match self.verified.get(&key) {
+            Some(hit) => {
+                access_token::check_lifetime(&hit.claims, now, self.leeway)?;
+                hit
+            }
+            None => {
+                let keys = self.keys();
+                let checked =
+                    access_token::verify(&keys, &self.issuer, &req.access_token, now, self.leeway)?;
+                let session =
+                    Uuid::try_parse(&checked.claims.sid).map_err(|_| Error::TokenInvalid)?;
+                let fresh = Arc::new(VerifiedToken {
+                    claims: checked.claims,
+                    kid: checked.kid,
+                    session,
+                });
+                // A revoked session's token is never cached, so that the
+                // cache only ever holds tokens that were valid when added;
+                // nor one verified with a key set replaced meanwhile (its
+                // key may be gone, and the replacement cleared the cache).
+                if !self.revoked.contains(&session) && Arc::ptr_eq(&keys, &self.keys()) {
+                    self.verified
+                        .insert(key, fresh.clone(), now.div_euclid(1000));
+                }
+                fresh
+            }
+        };
+        let claims = &verified.claims;
+        caller.check_tenant(&claims.tenant)?;
+        if !req.expected_tenant_id.is_empty() && claims.tenant != req.expected_tenant_id {
+            return Err(Error::TenantMismatch);
+        }
+        if !req.expected_audience.is_empty() && claims.aud != req.expected_audience {
+            return Err(Error::AudienceMismatch);
+        }
+        if self.revoked.contains(&verified.session) {
+            return Err(Error::SessionRevoked);
+        }
+        Ok(ValidatedToken {
+            claims: claims.clone(),
+            key_id: verified.kid.clone(),
+        })
+    }
+
+    pub fn keys(&self) -> Arc<VerifyingKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the verifying keys. If a key went away, cached tokens it
+    /// signed must not validate any more: the cache starts over.
+    pub fn set_keys(&self, keys: Arc<VerifyingKeys>) {
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if !keys.contains_all_of(&current) {
+            self.verified.clear();
+        }
+        let changed = keys.public_keys() != current.public_keys();
+        *current = keys;
+        drop(current);
+        if changed {
+            self.feed.keys_changed();
+        }
+    }
+
+    /// Records revoked sessions, each relevant until the given time (after
+    /// which none of its access tokens can be alive). Returns those that
+    /// were not known, or known with an earlier deadline.
+    pub fn revoke(&self, sessions: &[(Uuid, Millis)]) -> Vec<(Uuid, Millis)> {
+        let changed: Vec<_> = sessions
+            .iter()
+            .copied()
+            .filter(|(id, until)| self.revoked.insert(*id, *until))
+            .collect();
+        let dropped: HashSet<Uuid> = changed.iter().map(|(id, _)| *id).collect();
+        self.verified.drop_sessions(&dropped);
+        self.feed.revoked(&changed);
+        changed
+    }
+
+    /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
+    pub fn leeway(&self) -> Millis {
+        self.leeway
+    }
+
+    pub fn is_revoked(&self, session: &Uuid) -> bool {
+        self.revoked.contains(session)
+    }
+
+    /// What WatchRevocations streams.
+    pub fn feed(&self) -> &RevocationFeed {
+        &self.feed
+    }
+
+    pub fn revoked_sessions(&self) -> &RevokedSessions {
+        &self.revoked
+    }
+
+    /// Forgets revocations that no longer matter at `now`.
+    pub fn prune(&self, now: Millis) -> usize {
+        self.feed.prune(now);
+        self.revoked.prune(now)
+    }
+
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Hits and misses of the verified-token cache since start.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.verified.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_token::{sign, AccessClaims};
+    use crate::keys::{ephemeral, KeyAlgorithm};
+    use crate::Error;
+
+    /// A small deterministic generator, so that a failure replays exactly.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Whatever the interleaving of validations (cache hits and misses),
+    /// revocations, passing time and cache evictions, the validator answers
+    /// exactly what a model without a cache answers: a token is valid iff
+    /// its session is not revoked and it has not expired.
+    #[test]
+    fn the_cache_never_returns_a_revoked_or_expired_token_as_valid() {
+        let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
+        let mut now: Millis = 1_700_000_000_000;
+        // A tiny cache, so that evictions happen all the time.
+        let validator = Validator::new("iss".into(), 8, 0);
+        validator.set_keys(Arc::new(keys));
+        let mut rng = Lcg(42);
+        let mut tokens = Vec::new();
+        for i in 0..100 {
+            let session = Uuid::now_v7();
+            let exp = now / 1000 + 60 + i64::try_from(rng.below(900)).unwrap();
+            let claims = AccessClaims {
+                iss: "iss".into(),
+                sub: format!("user-{i}"),
+                aud: "api".into(),
+                exp,
+                iat: now / 1000,
+                nbf: now / 1000,
+                jti: i.to_string(),
+                sid: session.to_string(),
+                tenant: "acme".into(),
+                scope: String::new(),
+                extra: Default::default(),
+            };
+            tokens.push((sign(&signer, &claims).unwrap(), session, exp));
+        }
+        let mut revoked = HashSet::new();
+        let caller = Caller::anonymous();
+        let mut valid_answers = 0;
+        for _ in 0..10_000 {
+            match rng.below(200) {
+                0 => {
+                    let (_, session, _) = &tokens[rng.below(100) as usize];
+                    validator.revoke(&[(*session, now + 3_600_000)]);
+                    revoked.insert(*session);
+                }
+                1..=10 => now += i64::try_from(rng.below(2_000)).unwrap(),
+                _ => {
+                    let (token, session, exp) = &tokens[rng.below(100) as usize];
+                    let request = ValidateRequest {
+                        access_token: token.clone(),
+                        ..Default::default()
+                    };
+                    let answer = validator.validate(&caller, &request, now);
+                    let expired = now / 1000 >= *exp;
+                    match (answer, expired, revoked.contains(session)) {
+                        (Ok(_), false, false) => valid_answers += 1,
+                        (Err(Error::TokenExpired), true, _) => {}
+                        (Err(Error::SessionRevoked), false, true) => {}
+                        (answer, expired, revoked) => panic!(
+                            "validator said {answer:?} for expired={expired} revoked={revoked}"
+                        ),
+                    }
+                }
+            }
+        }
+        assert!(
+            valid_answers > 2000,
+            "the run exercised valid tokens: {valid_answers}"
+        );
+        assert!(!revoked.is_empty());
+        assert!(validator.cached_tokens() <= 8);
+    }
+}

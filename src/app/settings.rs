@@ -1,0 +1,48 @@
+//! The libraries' settings, from the configuration file's format: the
+//! domain and storage know nothing of `Config`.
+use std::time::Duration;
+
+use crate::config::{Config, DatabaseConfig, SqliteSynchronous};
+use crate::domain::rate_limit::Rate;
+use crate::domain::Settings;
+use crate::storage::ConnectSettings;
+use crate::verify::clock::duration_millis;
+
+pub fn domain_settings(c: &Config) -> Settings {
+    let t = &c.tokens;
+    Settings {
+        issuer: t.issuer.clone(),
+        access_ttl: duration_millis(t.access_ttl),
+        session_absolute_ttl: duration_millis(t.session_absolute_ttl),
+        session_idle_ttl: duration_millis(t.session_idle_ttl),
+        refresh_retry_window: duration_millis(t.refresh_retry_window),
+        clock_leeway: duration_millis(t.clock_leeway),
+        storage_budget: storage_budget(c.request_timeout),
+        audit_refreshes: t.audit_refreshes,
+        verified_token_cache: t.verified_token_cache,
+        key_algorithm: c.keys.algorithm,
+        key_rotation_interval: duration_millis(c.keys.rotation_interval),
+        key_publish_ahead: duration_millis(c.keys.publish_ahead),
+        kek_file: c.keys.kek_file.clone(),
+        max_sessions_per_subject: c.limits.max_sessions_per_subject,
+        refresh_per_session: c.limits.refresh_per_session.map(Rate::from),
+    }
+}
+
+pub fn connect_settings(c: &DatabaseConfig) -> ConnectSettings {
+    ConnectSettings {
+        url: c.url.clone(),
+        max_connections: c.max_connections,
+        acquire_timeout: c.acquire_timeout,
+        connect_timeout: c.connect_timeout,
+        statement_timeout: c.statement_timeout,
+        sqlite_full_sync: c.sqlite_synchronous == SqliteSynchronous::Full,
+    }
+}
+
+/// The storage budget: the request deadline less a margin for answering,
+/// so the client gets STORAGE_UNAVAILABLE and a retry hint rather than a
+/// bare deadline error.
+fn storage_budget(request_timeout: Duration) -> Duration {
+    request_timeout.saturating_sub((request_timeout / 5).min(Duration::from_millis(500)))
+}
