@@ -3,19 +3,22 @@
 //! Access-token mint and verify (the crypto floor of Issue/Refresh and of a
 //! Validate cache miss), refresh-token parse/derive/digest, and the whole
 //! domain Validate with and without the verified-token cache.
+// Test and benchmark code: a panic is a failed run, not an outage.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use token_authority::clock::{Clock, SystemClock};
 use token_authority::config::Config;
-use token_authority::domain::access_token::{self, AccessClaims};
-use token_authority::domain::caller::Caller;
-use token_authority::domain::keys::{ephemeral, KeyAlgorithm};
-use token_authority::domain::model::{IssueRequest, ValidateRequest};
+use token_authority::domain::model::IssueRequest;
 use token_authority::domain::refresh_token::RefreshTokenCodec;
-use token_authority::domain::{Authority, Settings};
+use token_authority::domain::Authority;
 use token_authority::storage::Store;
+use token_authority::verify::access_token::{self, AccessClaims};
+use token_authority::verify::caller::Caller;
+use token_authority::verify::clock::{Clock, SystemClock};
+use token_authority::verify::keys::{ephemeral, KeyAlgorithm};
+use token_authority::verify::model::ValidateRequest;
 
 fn claims(now: i64) -> AccessClaims {
     AccessClaims {
@@ -82,9 +85,12 @@ fn authority(cache: usize) -> (Arc<Authority>, String, tempfile::TempDir) {
     config.keys.kek_file = Some(dir.path().join("kek"));
     config.tokens.verified_token_cache = cache;
     let (authority, token) = runtime.block_on(async {
-        let store = Store::connect(&config.database).await.unwrap();
+        let store = Store::connect(&token_authority::app::connect_settings(&config.database))
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
-        let authority = Authority::start(store, Arc::new(SystemClock), Settings::from(&config))
+        let settings = token_authority::app::domain_settings(&config);
+        let authority = Authority::start(Arc::new(store), Arc::new(SystemClock), settings)
             .await
             .unwrap();
         let pair = authority
