@@ -6,16 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::new_bearer_key;
-use crate::app::{stopped_signal, App};
+use crate::app::{bind, build_with_retry, listen_for_shutdown, shutdown_signal, App};
 use crate::config::Config;
 use crate::domain::KeyInfo;
-use crate::sidecar::{Sidecar, Upstream};
 use crate::storage::Store;
-use crate::telemetry::{self, Telemetry};
+use crate::telemetry;
 use crate::verify::caller::Caller;
 use crate::verify::clock::{duration_millis, SystemClock};
 use crate::verify::keys::KeyAlgorithm;
@@ -115,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         config.database.url = url;
     }
     telemetry::init_logging(&config.log);
-    let stopping = listen_for_shutdown()?;
+    let stopping = listen_for_shutdown().context("listening for signals")?;
     match cli.command {
         Command::Migrate => {
             let store = Store::connect(&crate::app::connect_settings(&config.database))
@@ -141,7 +139,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if listeners.http_listen.is_some() {
                 config.http.listen = listeners.http_listen;
             }
-            sidecar(config, listeners.insecure, &stopping).await
+            crate::sidecar::run(config, listeners.insecure, &stopping).await?;
+            Ok(())
         }
         Command::Callers {
             command: CallersCommand::NewKey,
@@ -181,58 +180,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn sidecar(
-    config: Config,
-    insecure: bool,
-    stopping: &watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let listen = config.sidecar.listen;
-    config.check_exposure(listen, insecure)?;
-    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, insecure)?;
-    let telemetry = Telemetry::new(&config.telemetry)?;
-    let sidecar = Arc::new(Sidecar::new(
-        config.tokens.issuer.clone(),
-        config.tokens.verified_token_cache,
-        config.tokens.clock_leeway,
-        config.sidecar.max_staleness,
-        Arc::new(SystemClock),
-    ));
-    let (listener, http) = bind(listen, config.http.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
-    let served = crate::sidecar::serve(
-        sidecar,
-        upstream,
-        &config,
-        &telemetry,
-        listener,
-        http,
-        shutdown_signal(stopping),
-    )
-    .await;
-    telemetry.shutdown().await;
-    served?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// The gRPC listener, and the HTTP one if configured.
-async fn bind(
-    grpc: SocketAddr,
-    http: Option<SocketAddr>,
-) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))
-    };
-    let grpc = bind(grpc).await?;
-    let http = match http {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    Ok((grpc, http))
 }
 
 async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
@@ -321,56 +268,4 @@ async fn purge(config: Config, once: bool, stopping: &watch::Receiver<bool>) -> 
     }
     app.shutdown().await;
     Ok(())
-}
-
-/// Builds the app, waiting for the database if it is not reachable yet
-/// (a replica may start before its database). Other errors end the process;
-/// a shutdown signal at any point ends the wait (`None`).
-async fn build_with_retry(
-    config: Config,
-    stopping: &watch::Receiver<bool>,
-) -> anyhow::Result<Option<App>> {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let built = tokio::select! {
-            built = App::build(config.clone(), Arc::new(SystemClock)) => built,
-            _ = shutdown_signal(stopping) => return Ok(None),
-        };
-        match built {
-            Ok(app) => return Ok(Some(app)),
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, retry_in = ?delay, "database unavailable at start; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown_signal(stopping) => return Ok(None),
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Starts listening for ctrl-c and SIGTERM at once, so that a signal that
-/// arrives at any point of start-up (connecting, migrating, waiting for the
-/// database) is not lost; the receiver turns true when one arrives.
-fn listen_for_shutdown() -> anyhow::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for ctrl-c")?;
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutdown requested; draining");
-        let _ = tx.send(true);
-    });
-    Ok(rx)
-}
-
-/// Completes on ctrl-c or SIGTERM.
-fn shutdown_signal(stopping: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    stopped_signal(stopping.clone())
 }

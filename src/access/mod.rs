@@ -4,6 +4,7 @@
 //! Knows nothing of gRPC: the transport extracts credentials and asks here.
 mod bearer;
 mod certificate;
+pub mod config;
 mod permission;
 mod policy;
 

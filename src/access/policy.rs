@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::bearer::BearerKeyDigest;
 use super::certificate::SanIdentity;
+use super::config::{AuthConfig, ALL_TENANTS};
 use super::permission::Permission;
-use crate::config::access::{AuthConfig, ALL_TENANTS};
 use crate::config::rate::Rate;
 use crate::verify::caller::{Caller, TenantScope};
 
@@ -148,7 +148,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::access::CallerConfig;
+    use crate::access::config::CallerConfig;
 
     fn caller(
         name: &str,

@@ -1,7 +1,11 @@
 //! Wires configuration, storage, the domain, background jobs and the
 //! servers together. Used by the CLI and by the integration tests.
+mod process;
 mod settings;
 
+pub use process::{
+    bind, build_with_retry, listen_for_shutdown, shutdown_signal, stopped_signal, BindError,
+};
 pub use settings::{connect_settings, domain_settings};
 
 use std::future::Future;
@@ -41,8 +45,6 @@ pub enum AppError {
     Policy(#[from] PolicyError),
     #[error("HTTP listener: {0}")]
     Http(#[from] std::io::Error),
-    #[error(transparent)]
-    Upstream(#[from] crate::sidecar::UpstreamError),
 }
 
 impl AppError {
@@ -71,6 +73,10 @@ impl App {
     /// Connects to the database, migrates it, and loads keys and secrets.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Self, AppError> {
         let telemetry = Telemetry::new(&config.telemetry)?;
+        // The access policy first: a bad caller list ends the start before
+        // anything touches the database.
+        let (audit, audit_events) = AuditQueue::new();
+        let access = AccessControl::new(&config, Some(audit.clone()), clock.clone())?;
         let store = Store::connect(&connect_settings(&config.database)).await?;
         store.migrate().await?;
         let purger = Purger::new(
@@ -85,8 +91,6 @@ impl App {
         );
         let settings = domain_settings(&config);
         let authority = Authority::start(Arc::new(store.clone()), clock.clone(), settings).await?;
-        let (audit, audit_events) = AuditQueue::new();
-        let access = AccessControl::new(&config, Some(audit.clone()), clock)?;
         Ok(Self {
             authority: Arc::new(authority),
             store,
@@ -182,9 +186,4 @@ impl App {
         http_served?;
         Ok(())
     }
-}
-
-/// Completes once the flag turns true (or its sender is gone).
-pub async fn stopped_signal(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }

@@ -2,9 +2,9 @@
 //! `TOKEN_AUTHORITY_*` environment variables (nested keys joined with `__`,
 //! e.g. `TOKEN_AUTHORITY_DATABASE__URL`). Callers (`[[auth.callers]]`) are
 //! configured in the file.
-pub mod access;
 pub mod connections;
 pub mod rate;
+pub mod tls;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -13,10 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::access::config::AuthConfig;
 use crate::verify::keys::KeyAlgorithm;
-use access::{AuthConfig, TlsConfig};
 use connections::ConnectionsConfig;
 use rate::Rate;
+use tls::TlsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -464,7 +465,8 @@ impl Config {
                 "auth.callers with identities need tls.client_ca_file to verify client certificates".into(),
             ));
         }
-        crate::access::Policy::new(&self.auth).map_err(|e| ConfigError(e.to_string()))?;
+        // The callers are checked where the access policy is built from
+        // them (`access::Policy::new`), once, at start.
         Ok(())
     }
 
@@ -506,6 +508,57 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::config::CallerConfig;
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        Config::default().check().expect("defaults are valid");
+    }
+
+    #[test]
+    fn each_bad_setting_is_refused_by_name() {
+        type Tweak = fn(&mut Config);
+        let cases: &[(&str, Tweak)] = &[
+            ("tokens.access_ttl", |c| {
+                c.tokens.access_ttl = Duration::ZERO
+            }),
+            ("tokens.refresh_retry_window", |c| {
+                c.tokens.refresh_retry_window = Duration::ZERO
+            }),
+            ("request_timeout", |c| c.request_timeout = Duration::ZERO),
+            ("purge.interval", |c| c.purge.interval = Duration::ZERO),
+            ("tokens.issuer", |c| c.tokens.issuer.clear()),
+            ("purge.batch_size", |c| c.purge.batch_size = 0),
+            ("database.max_connections", |c| {
+                c.database.max_connections = Some(0)
+            }),
+            ("keys.publish_ahead", |c| {
+                c.keys.publish_ahead = c.http.jwks_max_age / 2
+            }),
+            ("tls.cert_file and tls.key_file", |c| {
+                c.tls.cert_file = Some("server.pem".into())
+            }),
+            ("tls.client_ca_file needs", |c| {
+                c.tls.client_ca_file = Some("ca.pem".into())
+            }),
+            ("need tls.client_ca_file", |c| {
+                c.auth.callers.push(CallerConfig {
+                    name: "login".into(),
+                    key_sha256: vec![],
+                    identities: vec!["spiffe://corp/login".into()],
+                    permissions: vec![crate::access::Permission::Issue],
+                    tenants: vec!["acme".into()],
+                    rate: None,
+                })
+            }),
+        ];
+        for (named, tweak) in cases {
+            let mut config = Config::default();
+            tweak(&mut config);
+            let error = config.check().expect_err(named).to_string();
+            assert!(error.contains(named), "{named}: {error}");
+        }
+    }
 
     #[test]
     fn kubernetes_service_links_are_told_from_settings() {

@@ -9,7 +9,7 @@ mod upstream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use run::serve;
+pub use run::{run, serve, SidecarError};
 pub use upstream::{Upstream, UpstreamError};
 
 use crate::verify::caller::Caller;

@@ -11,28 +11,88 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
 
+use super::upstream::UpstreamError;
 use super::upstream::{self, Upstream};
 use super::Sidecar;
-use crate::app::{stopped_signal, AppError};
-use crate::config::Config;
+use crate::access::PolicyError;
+use crate::app::{bind, shutdown_signal, stopped_signal, BindError};
+use crate::config::{Config, ConfigError};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::access_layer::AccessControl;
 use crate::transport::http;
+use crate::transport::ServeError;
 use crate::transport::{self, set_serving, GrpcServer, TokenAuthorityService};
+use crate::verify::clock::SystemClock;
 
 /// The health service name that tracks the link to the authority.
 pub const UPSTREAM_HEALTH: &str = "token_authority.v1.Upstream";
 
 const STATUS_EVERY: Duration = Duration::from_millis(200);
 
+/// Why a sidecar could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("HTTP listener: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// The sidecar process: assembles a sidecar from the configuration and
+/// serves until `stopping` turns true.
+pub async fn run(
+    config: Config,
+    insecure: bool,
+    stopping: &watch::Receiver<bool>,
+) -> Result<(), SidecarError> {
+    let listen = config.sidecar.listen;
+    config.check_exposure(listen, insecure)?;
+    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, insecure)?;
+    let telemetry = Telemetry::new(&config.telemetry)?;
+    let sidecar = Arc::new(Sidecar::new(
+        config.tokens.issuer.clone(),
+        config.tokens.verified_token_cache,
+        config.tokens.clock_leeway,
+        config.sidecar.max_staleness,
+        Arc::new(SystemClock),
+    ));
+    let (listener, http) = bind(listen, config.http.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
+    let served = serve(
+        sidecar,
+        upstream,
+        &config,
+        &telemetry,
+        listener,
+        http,
+        shutdown_signal(stopping),
+    )
+    .await;
+    telemetry.shutdown().await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 pub async fn serve(
     sidecar: Arc<Sidecar>,
     upstream: Upstream,
     config: &Config,
-    telemetry: &crate::telemetry::Telemetry,
+    telemetry: &Telemetry,
     listener: TcpListener,
     http_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), AppError> {
+) -> Result<(), SidecarError> {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

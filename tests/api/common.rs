@@ -12,9 +12,9 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use token_authority::access::config::CallerConfig;
 use token_authority::access::{new_bearer_key, Permission};
 use token_authority::app::App;
-use token_authority::config::access::CallerConfig;
 use token_authority::config::Config;
 use token_authority::domain::audit::AuditKind;
 use token_authority::domain::Authority;

@@ -12,8 +12,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::Code;
 
 use crate::common::*;
+use token_authority::access::config::CallerConfig;
 use token_authority::access::{new_bearer_key, Permission};
-use token_authority::config::access::{CallerConfig, ClientAuth};
+use token_authority::config::tls::ClientAuth;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
 
