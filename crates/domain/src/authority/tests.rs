@@ -801,6 +801,15 @@ async fn a_caller_limited_to_other_tenants_changes_nothing() {
     validate(&fx.authority, &insider, &pair.access_token).unwrap();
     let next = fx.refresh_as(&insider, &pair.refresh_token).await.unwrap();
     assert_eq!(fx.session(&pair.session_id).generation, 1);
+    // A replay by an outsider is refused as such: it cannot get the
+    // session revoked for reuse.
+    fx.advance(RETRY_WINDOW + 1);
+    let before = fx.snapshot();
+    assert_err!(
+        fx.refresh_as(&outsider, &pair.refresh_token).await,
+        Error::TenantNotPermitted
+    );
+    assert_eq!(fx.snapshot(), before);
     let page = fx.list(&insider, "acme", "alice", 0, "").await.unwrap();
     assert_eq!(page.sessions.len(), 1);
     let target = RevokeTarget::RefreshToken(next.refresh_token.clone());
