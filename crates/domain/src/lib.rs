@@ -6,6 +6,8 @@ pub mod audit;
 mod authority;
 mod key_store;
 pub mod keys;
+#[cfg(any(test, feature = "memory-store"))]
+pub mod memory_store;
 pub mod model;
 pub mod ports;
 pub mod rate_limit;

@@ -2,6 +2,8 @@
 //! its in-memory state (keys, revocations) in step with the database.
 mod sessions;
 mod signing;
+#[cfg(test)]
+mod tests;
 mod validation;
 
 use std::path::PathBuf;

@@ -1,0 +1,894 @@
+//! The storage ports in memory, for fast tests of the rules: the same
+//! semantics as the SQL store (`token-authority-storage`), with one mutex
+//! standing in for its transactions. Every write that changes a session
+//! records its audit event under the same lock, so a test sees both or
+//! neither. Built for this crate's tests and with the `memory-store`
+//! feature; never used by the server.
+//!
+//! Two things a test can set that a database only does by accident:
+//! - the store's clock ([`MemoryStore::with_clock`]), which stamps
+//!   `rotated_at` and is what `session_and_store_now` returns, as
+//!   PostgreSQL's `now()` does; by default it is the service's `now`
+//!   passed in, as on SQLite;
+//! - unavailability ([`MemoryStore::set_unavailable`]): every call then
+//!   fails with [`StorageError::unavailable`] and changes nothing.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use token_authority_verify::clock::{Millis, SharedClock};
+use token_authority_verify::StorageError;
+
+use crate::audit::{AuditEvent, AuditKind};
+use crate::keys::KeyVersion;
+use crate::ports::{
+    AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
+    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey,
+};
+use crate::rotation::Rotation;
+use crate::session::Session;
+
+/// Sessions, keys, secrets, audit events and the revocation counter in
+/// memory. See the module documentation.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    /// `None`: the store's clock is the service's `now` of each call.
+    clock: Mutex<Option<SharedClock>>,
+    unavailable: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    /// By id: a UUIDv7, so in creation order.
+    sessions: BTreeMap<String, Session>,
+    /// In insertion order.
+    keys: Vec<StoredKey>,
+    /// Name → (value, created_at).
+    secrets: BTreeMap<String, (Vec<u8>, Millis)>,
+    /// In the order they were written.
+    audit: Vec<AuditEvent>,
+    /// The last `revocation_seq` handed out (SQLite's `revocation_counter`).
+    revocation_seq: i64,
+}
+
+impl State {
+    /// The position of a revoking "transaction": one per call that revokes,
+    /// shared by every session it revokes.
+    fn next_revocation_seq(&mut self) -> i64 {
+        self.revocation_seq += 1;
+        self.revocation_seq
+    }
+
+    /// Live sessions of a subject at `now`, in id order.
+    fn live_of<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        subject: &'a str,
+        now: Millis,
+    ) -> impl Iterator<Item = &'a Session> + 'a {
+        self.sessions
+            .values()
+            .filter(move |s| s.tenant_id == tenant_id && s.subject == subject && s.is_live(now))
+    }
+
+    fn revoke(&mut self, id: &str, now: Millis, reason: &str, seq: i64) -> Option<&Session> {
+        let session = self
+            .sessions
+            .get_mut(id)
+            .filter(|s| s.revoked_at.is_none())?;
+        session.revoked_at = Some(now);
+        session.revoke_reason = Some(reason.to_owned());
+        session.revocation_seq = Some(seq);
+        Some(session)
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `clock` as the store's clock (PostgreSQL's `now()`), which may
+    /// differ from the service's.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        self.set_clock(Some(clock));
+        self
+    }
+
+    /// Replaces the store's clock; `None`: the service's `now` of each call.
+    pub fn set_clock(&self, clock: Option<SharedClock>) {
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = clock;
+    }
+
+    /// While set, every call fails with `StorageError::unavailable` and
+    /// changes nothing (a database that is down).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Every audit event, oldest first.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        self.lock().audit.clone()
+    }
+
+    /// Audit events of one kind, oldest first.
+    pub fn audit_events_of_kind(&self, kind: AuditKind) -> Vec<AuditEvent> {
+        self.lock()
+            .audit
+            .iter()
+            .filter(|e| e.kind == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Every session, live or not, in id (= creation) order.
+    pub fn sessions(&self) -> Vec<Session> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
+    pub fn session(&self, id: &str) -> Option<Session> {
+        self.lock().sessions.get(id).cloned()
+    }
+
+    /// The last `revocation_seq` handed out (0: none yet).
+    pub fn last_revocation_seq(&self) -> i64 {
+        self.lock().revocation_seq
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, unless the store is switched to unavailable.
+    fn available(&self) -> StoreResult<MutexGuard<'_, State>> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(StorageError::unavailable("memory store: unavailable"));
+        }
+        Ok(self.lock())
+    }
+
+    fn store_now(&self, service_now: Millis) -> Millis {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(service_now, |clock| clock.now_millis())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn insert_session(
+        &self,
+        session: &Session,
+        cap: Option<SessionCap>,
+        issued_by: &str,
+    ) -> StoreResult<Inserted> {
+        let mut state = self.available()?;
+        if state.sessions.contains_key(&session.id) {
+            // The primary key: the SQL insert fails and rolls back.
+            return Err(StorageError::failed(format!(
+                "memory store: session {} exists",
+                session.id
+            )));
+        }
+        let mut evicted = Vec::new();
+        if let Some(cap) = cap {
+            // Least recently used first.
+            let mut live: Vec<(Millis, String, Millis)> = state
+                .live_of(&session.tenant_id, &session.subject, cap.now)
+                .map(|s| (s.last_used_at, s.id.clone(), s.created_at))
+                .collect();
+            live.sort();
+            let excess = (live.len() as u64 + 1).saturating_sub(cap.max) as usize;
+            if excess > 0 {
+                let (victims, young): (Vec<_>, Vec<_>) = live
+                    .iter()
+                    .partition(|(_, _, created)| *created < cap.evictable_before);
+                if victims.len() < excess {
+                    let oldest_young = young.iter().map(|(_, _, created)| *created).min();
+                    let evictable_at = oldest_young.unwrap_or(cap.evictable_before)
+                        + (cap.now - cap.evictable_before)
+                        + 1;
+                    return Ok(Inserted::AtCapacity { evictable_at });
+                }
+                let reason = format!("evicted: more than {} sessions", cap.max);
+                let seq = state.next_revocation_seq();
+                for (_, id, _) in &victims[..excess] {
+                    if state.revoke(id, cap.now, &reason, seq).is_some() {
+                        evicted.push(id.clone());
+                    }
+                }
+                for id in &evicted {
+                    state.audit.push(AuditEvent {
+                        at: cap.now,
+                        kind: AuditKind::Evicted,
+                        tenant_id: session.tenant_id.clone(),
+                        subject: session.subject.clone(),
+                        session_id: Some(id.clone()),
+                        detail: Some(format!("{reason}; for session {}", session.id)),
+                    });
+                }
+            }
+        }
+        state.audit.push(AuditEvent {
+            at: session.created_at,
+            kind: AuditKind::Issued,
+            tenant_id: session.tenant_id.clone(),
+            subject: session.subject.clone(),
+            session_id: Some(session.id.clone()),
+            detail: Some(format!("by {issued_by}")),
+        });
+        state.sessions.insert(session.id.clone(), session.clone());
+        Ok(Inserted::Stored { evicted })
+    }
+
+    async fn rotate(&self, rotation: &Rotation<'_>, audit: bool) -> StoreResult<Option<Session>> {
+        let rotated_at = self.store_now(rotation.now);
+        let mut state = self.available()?;
+        let Some(session) = state
+            .sessions
+            .get_mut(rotation.session_id)
+            .filter(|s| rotation.applies_to(s))
+        else {
+            return Ok(None);
+        };
+        rotation.apply(session, rotated_at);
+        let rotated = session.clone();
+        if audit {
+            state.audit.push(AuditEvent {
+                at: rotation.now,
+                kind: AuditKind::Refreshed,
+                tenant_id: rotated.tenant_id.clone(),
+                subject: rotated.subject.clone(),
+                session_id: Some(rotated.id.clone()),
+                detail: Some(format!("generation {}", rotated.generation)),
+            });
+        }
+        Ok(Some(rotated))
+    }
+
+    async fn session_and_store_now(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<(Session, Millis)>> {
+        let store_now = self.store_now(now);
+        let state = self.available()?;
+        Ok(state.sessions.get(id).map(|s| (s.clone(), store_now)))
+    }
+
+    async fn revoke_session(&self, target: RevokeSession<'_>) -> StoreResult<RevokeOutcome> {
+        let RevokeSession {
+            id,
+            tenant_id,
+            tenants,
+            now,
+            kind,
+            reason,
+        } = target;
+        let mut state = self.available()?;
+        let Some(session) = state.sessions.get(id) else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if tenant_id.is_some_and(|t| t != session.tenant_id) {
+            return Ok(RevokeOutcome::NotFound);
+        }
+        if tenants.is_some_and(|allowed| !allowed.contains(&session.tenant_id)) {
+            return Ok(RevokeOutcome::TenantNotPermitted);
+        }
+        if session.revoked_at.is_some() {
+            // The SQL transaction rolls back: no position is used up.
+            return Ok(RevokeOutcome::AlreadyRevoked);
+        }
+        let seq = state.next_revocation_seq();
+        let Some(session) = state.revoke(id, now, reason, seq).cloned() else {
+            return Ok(RevokeOutcome::AlreadyRevoked);
+        };
+        state.audit.push(AuditEvent {
+            at: now,
+            kind,
+            tenant_id: session.tenant_id,
+            subject: session.subject,
+            session_id: Some(session.id),
+            detail: Some(reason.to_owned()),
+        });
+        Ok(RevokeOutcome::Revoked)
+    }
+
+    async fn revoke_subject(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: Millis,
+        reason: &str,
+    ) -> StoreResult<Vec<String>> {
+        let mut state = self.available()?;
+        let candidates: Vec<String> = state
+            .live_of(tenant_id, subject, now)
+            .map(|s| s.id.clone())
+            .collect();
+        // Like SQLite's counter, incremented by the revoking transaction
+        // even when it finds nothing to revoke.
+        let seq = state.next_revocation_seq();
+        let mut revoked = Vec::with_capacity(candidates.len());
+        for id in candidates {
+            if state.revoke(&id, now, reason, seq).is_some() {
+                state.audit.push(AuditEvent {
+                    at: now,
+                    kind: AuditKind::Revoked,
+                    tenant_id: tenant_id.to_owned(),
+                    subject: subject.to_owned(),
+                    session_id: Some(id.clone()),
+                    detail: Some(reason.to_owned()),
+                });
+                revoked.push(id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn live_sessions(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        now: Millis,
+        after: Option<&str>,
+        limit: u64,
+    ) -> StoreResult<Vec<Session>> {
+        let state = self.available()?;
+        Ok(state
+            .live_of(tenant_id, subject, now)
+            .filter(|s| after.is_none_or(|after| s.id.as_str() > after))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RevocationLog for MemoryStore {
+    async fn revocations(&self, from: RevocationsFrom) -> StoreResult<RevocationPage> {
+        let state = self.available()?;
+        let mut revoked: Vec<&Session> = state
+            .sessions
+            .values()
+            .filter(|s| match from {
+                RevocationsFrom::Cursor(cursor) => s.revocation_seq.is_some_and(|q| q >= cursor),
+                RevocationsFrom::Since(since) => s.revoked_at.is_some_and(|at| at >= since),
+            })
+            .collect();
+        revoked.sort_by_key(|s| s.revocation_seq);
+        Ok(RevocationPage {
+            session_ids: revoked.into_iter().map(|s| s.id.clone()).collect(),
+            cursor: state.revocation_seq + 1,
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let state = self.available()?;
+        let mut keys = state.keys.clone();
+        keys.sort_by(|a, b| (b.activates_at, &b.kid).cmp(&(a.activates_at, &a.kid)));
+        Ok(keys)
+    }
+
+    async fn signing_key_versions(&self) -> StoreResult<Vec<KeyVersion>> {
+        let state = self.available()?;
+        Ok(state
+            .keys
+            .iter()
+            .map(|k| KeyVersion {
+                kid: k.kid.clone(),
+                activates_at: k.activates_at,
+                retired_at: k.retired_at,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(
+        &self,
+        mut key: StoredKey,
+        condition: AddKeyIf,
+        by: &str,
+    ) -> StoreResult<Option<Millis>> {
+        let mut state = self.available()?;
+        let newest = state.keys.iter().map(|k| k.activates_at).max();
+        let add = match condition {
+            AddKeyIf::NoKeys => newest.is_none(),
+            AddKeyIf::NewestActivatedBefore(at) => newest.is_none_or(|n| n < at),
+            AddKeyIf::Always => true,
+        };
+        if !add {
+            return Ok(None);
+        }
+        if state.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StorageError::failed(format!(
+                "memory store: key {} exists",
+                key.kid
+            )));
+        }
+        if let Some(newest) = newest {
+            key.activates_at = key.activates_at.max(newest + 1);
+        }
+        let activates_at = key.activates_at;
+        for older in state
+            .keys
+            .iter_mut()
+            .filter(|k| k.retired_at.is_none() && k.activates_at <= activates_at)
+        {
+            older.retired_at = Some(activates_at);
+        }
+        state.audit.push(AuditEvent {
+            at: key.created_at,
+            kind: AuditKind::KeyRotated,
+            tenant_id: String::new(),
+            subject: by.to_owned(),
+            session_id: None,
+            detail: Some(format!(
+                "kid {} ({}) signs from {activates_at}",
+                key.kid, key.algorithm
+            )),
+        });
+        state.keys.push(key);
+        Ok(Some(activates_at))
+    }
+
+    async fn newest_key_activation(&self) -> StoreResult<Option<Millis>> {
+        let state = self.available()?;
+        Ok(state.keys.iter().map(|k| k.activates_at).max())
+    }
+
+    async fn replace_private_key(&self, kid: &str, sealed: Vec<u8>) -> StoreResult<()> {
+        let mut state = self.available()?;
+        if let Some(key) = state.keys.iter_mut().find(|k| k.kid == kid) {
+            key.private_key = sealed;
+        }
+        Ok(())
+    }
+
+    async fn secret_or_insert(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<Vec<u8>> {
+        let mut state = self.available()?;
+        let (value, _) = state
+            .secrets
+            .entry(name.to_owned())
+            .or_insert((candidate, now));
+        Ok(value.clone())
+    }
+
+    async fn secret_values(&self) -> StoreResult<Vec<Vec<u8>>> {
+        let state = self.available()?;
+        Ok(state.secrets.values().map(|(v, _)| v.clone()).collect())
+    }
+
+    async fn replace_secret(&self, name: &str, old: &[u8], new: Vec<u8>) -> StoreResult<()> {
+        let mut state = self.available()?;
+        if let Some((value, _)) = state.secrets.get_mut(name).filter(|(v, _)| v == old) {
+            *value = new;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn record(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        let mut state = self.available()?;
+        state.audit.extend_from_slice(events);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The store against the SQL store's semantics, where the authority's
+    //! tests do not pin them down.
+    use std::sync::Arc;
+
+    use token_authority_verify::clock::ManualClock;
+
+    use super::*;
+
+    const NOW: Millis = 1_000_000;
+
+    fn session(id: &str, subject: &str, created_at: Millis) -> Session {
+        Session {
+            id: id.into(),
+            tenant_id: "t".into(),
+            subject: subject.into(),
+            audience: "a".into(),
+            scopes: String::new(),
+            extra_claims: None,
+            generation: 0,
+            token_digest: b"d0".to_vec(),
+            previous_digest: None,
+            rotated_at: None,
+            created_at,
+            last_used_at: created_at,
+            expires_at: created_at + 100_000,
+            idle_expires_at: created_at + 100_000,
+            revoked_at: None,
+            revoke_reason: None,
+            revocation_seq: None,
+            device_name: String::new(),
+            user_agent: String::new(),
+            ip: String::new(),
+        }
+    }
+
+    fn revoke<'a>(id: &'a str, now: Millis) -> RevokeSession<'a> {
+        RevokeSession {
+            id,
+            tenant_id: None,
+            tenants: None,
+            now,
+            kind: AuditKind::Revoked,
+            reason: "r",
+        }
+    }
+
+    fn key(kid: &str, activates_at: Millis) -> StoredKey {
+        StoredKey {
+            kid: kid.into(),
+            algorithm: "EdDSA".into(),
+            private_key: vec![1],
+            public_key: vec![2],
+            created_at: NOW,
+            retired_at: None,
+            activates_at,
+        }
+    }
+
+    async fn page(store: &MemoryStore, from: RevocationsFrom) -> (Vec<String>, i64) {
+        let page = store.revocations(from).await.unwrap();
+        (page.session_ids, page.cursor)
+    }
+
+    #[tokio::test]
+    async fn revocations_resume_from_a_cursor_past_the_last_position() {
+        let store = MemoryStore::new();
+        for id in ["a", "b", "c", "d"] {
+            store
+                .insert_session(&session(id, "u", NOW), None, "test")
+                .await
+                .unwrap();
+        }
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(0)).await,
+            (ids(&[]), 1)
+        );
+
+        let revoked = store.revoke_session(revoke("b", NOW + 10)).await.unwrap();
+        assert_eq!(revoked, RevokeOutcome::Revoked);
+        assert_eq!(store.session("b").unwrap().revocation_seq, Some(1));
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(1)).await,
+            (ids(&["b"]), 2)
+        );
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(2)).await,
+            (ids(&[]), 2)
+        );
+
+        // Revoking again changes nothing and uses up no position.
+        let again = store.revoke_session(revoke("b", NOW + 11)).await.unwrap();
+        assert_eq!(again, RevokeOutcome::AlreadyRevoked);
+        assert_eq!(store.last_revocation_seq(), 1);
+        assert_eq!(store.session("b").unwrap().revoked_at, Some(NOW + 10));
+
+        // One call, one position for every session it revokes.
+        let all = store
+            .revoke_subject("t", "u", NOW + 20, "all")
+            .await
+            .unwrap();
+        assert_eq!(all, ids(&["a", "c", "d"]));
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(2)).await,
+            (ids(&["a", "c", "d"]), 3)
+        );
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(1)).await,
+            (ids(&["b", "a", "c", "d"]), 3)
+        );
+        // By time: revoked at or after.
+        assert_eq!(
+            page(&store, RevocationsFrom::Since(NOW + 11)).await,
+            (ids(&["a", "c", "d"]), 3)
+        );
+        assert_eq!(
+            page(&store, RevocationsFrom::Since(NOW + 10)).await,
+            (ids(&["b", "a", "c", "d"]), 3)
+        );
+        assert_eq!(
+            page(&store, RevocationsFrom::Since(NOW + 21)).await,
+            (ids(&[]), 3)
+        );
+        // A transaction that found nothing still took a position (SQLite).
+        assert!(store
+            .revoke_subject("t", "u", NOW + 30, "none")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            page(&store, RevocationsFrom::Cursor(3)).await,
+            (ids(&[]), 4)
+        );
+        let revoked = store.audit_events_of_kind(AuditKind::Revoked);
+        assert_eq!(revoked.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn revoking_checks_tenant_then_permission() {
+        let store = MemoryStore::new();
+        store
+            .insert_session(&session("a", "u", NOW), None, "test")
+            .await
+            .unwrap();
+        let other = ["x".to_owned()];
+        let mut target = revoke("a", NOW);
+        target.tenant_id = Some("x");
+        assert_eq!(
+            store.revoke_session(target).await.unwrap(),
+            RevokeOutcome::NotFound
+        );
+        let mut target = revoke("a", NOW);
+        target.tenants = Some(&other);
+        assert_eq!(
+            store.revoke_session(target).await.unwrap(),
+            RevokeOutcome::TenantNotPermitted
+        );
+        assert_eq!(
+            store.revoke_session(revoke("nope", NOW)).await.unwrap(),
+            RevokeOutcome::NotFound
+        );
+        assert_eq!(store.session("a").unwrap().revoked_at, None);
+        assert_eq!(store.last_revocation_seq(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_cap_evicts_the_least_recently_used_evictable_sessions() {
+        let store = MemoryStore::new();
+        let mut a = session("a", "u", NOW);
+        a.last_used_at = NOW + 50;
+        let b = session("b", "u", NOW + 10);
+        let c = session("c", "u", NOW + 20);
+        for s in [&a, &b, &c] {
+            store.insert_session(s, None, "test").await.unwrap();
+        }
+        let cap = |max, evictable_before| SessionCap {
+            max,
+            now: NOW + 100,
+            evictable_before,
+        };
+        // Two must go, but only `a` is old enough; `b`, the oldest of the
+        // others, becomes evictable once the window has moved past it.
+        let d = session("d", "u", NOW + 100);
+        let at_capacity = store
+            .insert_session(&d, Some(cap(2, NOW + 5)), "test")
+            .await
+            .unwrap();
+        assert_eq!(
+            at_capacity,
+            Inserted::AtCapacity {
+                evictable_at: NOW + 10 + 95 + 1
+            }
+        );
+        assert!(store.session("d").is_none());
+        assert_eq!(store.audit_events().len(), 3);
+
+        let stored = store
+            .insert_session(&d, Some(cap(3, NOW + 15)), "by-test")
+            .await
+            .unwrap();
+        // `b` was used least recently (`a` at NOW + 50).
+        assert_eq!(
+            stored,
+            Inserted::Stored {
+                evicted: vec!["b".into()]
+            }
+        );
+        let b = store.session("b").unwrap();
+        assert_eq!(b.revoked_at, Some(NOW + 100));
+        assert_eq!(
+            b.revoke_reason.as_deref(),
+            Some("evicted: more than 3 sessions")
+        );
+        assert_eq!(b.revocation_seq, Some(1));
+        let events = store.audit_events();
+        let kinds: Vec<_> = events[3..].iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [AuditKind::Evicted, AuditKind::Issued]);
+        assert_eq!(
+            events[3].detail.as_deref(),
+            Some("evicted: more than 3 sessions; for session d")
+        );
+        assert_eq!(events[4].detail.as_deref(), Some("by by-test"));
+        // Under the cap: nothing evicted.
+        let e = session("e", "v", NOW + 100);
+        assert_eq!(
+            store
+                .insert_session(&e, Some(cap(1, NOW)), "test")
+                .await
+                .unwrap(),
+            Inserted::Stored { evicted: vec![] }
+        );
+        // The same id twice is an error, not an overwrite.
+        assert!(store.insert_session(&e, None, "test").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_applies_once_and_stamps_the_stores_clock() {
+        let store_clock = Arc::new(ManualClock::new(NOW + 5_000));
+        let store = MemoryStore::new().with_clock(store_clock.clone());
+        store
+            .insert_session(&session("a", "u", NOW), None, "test")
+            .await
+            .unwrap();
+        let rotation = Rotation {
+            session_id: "a",
+            tenants: None,
+            from_generation: 0,
+            from_digest: b"d0",
+            to_digest: b"d1",
+            now: NOW + 10,
+            idle_expires_at: NOW + 500,
+            device_name: None,
+            user_agent: None,
+            ip: Some("192.0.2.7"),
+        };
+        let rotated = store.rotate(&rotation, true).await.unwrap().unwrap();
+        assert_eq!(rotated.generation, 1);
+        assert_eq!(rotated.rotated_at, Some(NOW + 5_000));
+        assert_eq!(rotated.ip, "192.0.2.7");
+        assert_eq!(store.session("a").unwrap(), rotated);
+        assert_eq!(store.rotate(&rotation, true).await.unwrap(), None);
+        let refreshed = store.audit_events_of_kind(AuditKind::Refreshed);
+        assert_eq!(refreshed.len(), 1);
+        assert_eq!(refreshed[0].at, NOW + 10);
+        assert_eq!(refreshed[0].detail.as_deref(), Some("generation 1"));
+
+        let (_, store_now) = store
+            .session_and_store_now("a", NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store_now, NOW + 5_000);
+        store.set_clock(None);
+        let (_, store_now) = store
+            .session_and_store_now("a", NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store_now, NOW);
+    }
+
+    #[tokio::test]
+    async fn keys_activate_strictly_in_order_and_retire_the_older_ones() {
+        let store = MemoryStore::new();
+        let added = store
+            .add_signing_key(key("k1", NOW), AddKeyIf::NoKeys, "first start")
+            .await
+            .unwrap();
+        assert_eq!(added, Some(NOW));
+        assert_eq!(
+            store
+                .add_signing_key(key("k2", NOW), AddKeyIf::NoKeys, "x")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .add_signing_key(key("k2", NOW), AddKeyIf::NewestActivatedBefore(NOW), "x")
+                .await
+                .unwrap(),
+            None
+        );
+        // Activating no later than the newest: moved 1 ms after it.
+        assert_eq!(
+            store
+                .add_signing_key(key("k2", NOW - 5), AddKeyIf::Always, "x")
+                .await
+                .unwrap(),
+            Some(NOW + 1)
+        );
+        assert_eq!(
+            store
+                .add_signing_key(
+                    key("k3", NOW + 100),
+                    AddKeyIf::NewestActivatedBefore(NOW + 2),
+                    "schedule"
+                )
+                .await
+                .unwrap(),
+            Some(NOW + 100)
+        );
+        let keys = store.signing_keys().await.unwrap();
+        let summary: Vec<_> = keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.activates_at, k.retired_at))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("k3", NOW + 100, None),
+                ("k2", NOW + 1, Some(NOW + 100)),
+                ("k1", NOW, Some(NOW + 1)),
+            ]
+        );
+        assert_eq!(
+            store.newest_key_activation().await.unwrap(),
+            Some(NOW + 100)
+        );
+        assert_eq!(store.signing_key_versions().await.unwrap().len(), 3);
+        let rotated = store.audit_events_of_kind(AuditKind::KeyRotated);
+        let by: Vec<_> = rotated.iter().map(|e| e.subject.as_str()).collect();
+        assert_eq!(by, ["first start", "x", "schedule"]);
+        assert_eq!(
+            rotated[1].detail.as_deref(),
+            Some("kid k2 (EdDSA) signs from 1000001")
+        );
+        store.replace_private_key("k2", vec![9]).await.unwrap();
+        assert_eq!(store.signing_keys().await.unwrap()[1].private_key, [9]);
+    }
+
+    #[tokio::test]
+    async fn the_first_secret_stored_wins() {
+        let store = MemoryStore::new();
+        let first = store.secret_or_insert("s", vec![1], NOW).await.unwrap();
+        let second = store.secret_or_insert("s", vec![2], NOW).await.unwrap();
+        assert_eq!((first, second), (vec![1], vec![1]));
+        store.replace_secret("s", &[7], vec![3]).await.unwrap();
+        assert_eq!(store.secret_values().await.unwrap(), [vec![1]]);
+        store.replace_secret("s", &[1], vec![3]).await.unwrap();
+        assert_eq!(store.secret_values().await.unwrap(), [vec![3]]);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_fails_every_call_and_changes_nothing() {
+        let store = MemoryStore::new();
+        let a = session("a", "u", NOW);
+        store.insert_session(&a, None, "test").await.unwrap();
+        store.set_unavailable(true);
+        let unavailable = |e: StorageError| assert!(e.is_unavailable(), "{e}");
+        let b = session("b", "u", NOW);
+        unavailable(store.insert_session(&b, None, "t").await.unwrap_err());
+        unavailable(store.revoke_session(revoke("a", NOW)).await.unwrap_err());
+        unavailable(store.revoke_subject("t", "u", NOW, "r").await.unwrap_err());
+        unavailable(store.session_and_store_now("a", NOW).await.unwrap_err());
+        unavailable(
+            store
+                .live_sessions("t", "u", NOW, None, 9)
+                .await
+                .unwrap_err(),
+        );
+        unavailable(
+            store
+                .revocations(RevocationsFrom::Cursor(0))
+                .await
+                .unwrap_err(),
+        );
+        unavailable(store.signing_keys().await.unwrap_err());
+        unavailable(store.signing_key_versions().await.unwrap_err());
+        let added = store.add_signing_key(key("k", NOW), AddKeyIf::Always, "x");
+        unavailable(added.await.unwrap_err());
+        unavailable(store.newest_key_activation().await.unwrap_err());
+        unavailable(store.secret_or_insert("s", vec![1], NOW).await.unwrap_err());
+        unavailable(store.secret_values().await.unwrap_err());
+        unavailable(store.record(&[]).await.unwrap_err());
+        store.set_unavailable(false);
+        assert_eq!(store.sessions(), [a]);
+        assert_eq!(store.audit_events().len(), 1);
+        assert_eq!(store.last_revocation_seq(), 0);
+        assert!(store.signing_keys().await.unwrap().is_empty());
+    }
+}
