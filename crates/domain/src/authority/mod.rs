@@ -103,16 +103,19 @@ impl Authority {
     ) -> Result<Self> {
         let now = clock.now_millis();
         let kek = key_store::load_kek(&*store, settings.kek_file.as_deref()).await?;
-        key_store::add_key(
-            &*store,
-            &kek,
-            settings.key_algorithm,
-            now,
-            now,
-            AddKeyIf::NoKeys,
-            "first start",
-        )
-        .await?;
+        // Generating and sealing a key costs; a restart usually finds keys.
+        if store.newest_key_activation().await?.is_none() {
+            key_store::add_key(
+                &*store,
+                &kek,
+                settings.key_algorithm,
+                now,
+                now,
+                AddKeyIf::NoKeys,
+                "first start",
+            )
+            .await?;
+        }
         let keys = key_store::load_key_set(&*store, &kek).await?;
         let secret = key_store::refresh_secret(&*store, &kek, now).await?;
         let validator = Arc::new(Validator::new(
