@@ -273,4 +273,62 @@ mod tests {
         assert!(!revoked.is_empty());
         assert!(validator.cached_tokens() <= 8);
     }
+
+    /// `revoke` leaves the cache alone; the first validation that finds a
+    /// token revoked (or expired) drops its entry.
+    #[test]
+    fn a_cached_token_found_revoked_or_expired_is_dropped() {
+        let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
+        let now: Millis = 1_700_000_000_000;
+        let validator = Validator::new("iss".into(), 8, 0);
+        validator.set_keys(Arc::new(keys));
+        let token = |jti: &str, session: Uuid| {
+            let claims = AccessClaims {
+                iss: "iss".into(),
+                sub: "user".into(),
+                aud: "api".into(),
+                exp: now / 1000 + 60,
+                iat: now / 1000,
+                nbf: now / 1000,
+                jti: jti.into(),
+                sid: session.to_string(),
+                tenant: "acme".into(),
+                scope: String::new(),
+                extra: Default::default(),
+            };
+            ValidateRequest {
+                access_token: sign(&signer, &claims).unwrap(),
+                ..Default::default()
+            }
+        };
+        let caller = Caller::anonymous();
+        let (revoked, expiring) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (token("a", revoked), token("b", expiring));
+        validator.validate(&caller, &a, now).unwrap();
+        validator.validate(&caller, &b, now).unwrap();
+        assert_eq!(validator.cached_tokens(), 2);
+
+        validator.revoke(&[(revoked, now + 3_600_000)]);
+        assert_eq!(validator.cached_tokens(), 2, "revoke scans nothing");
+        let hits = validator.cache_stats().hits;
+        let answer = validator.validate(&caller, &a, now);
+        assert!(matches!(answer, Err(Error::SessionRevoked)), "{answer:?}");
+        assert_eq!(
+            validator.cache_stats().hits,
+            hits + 1,
+            "answered from the cache"
+        );
+        assert_eq!(validator.cached_tokens(), 1);
+        let answer = validator.validate(&caller, &a, now);
+        assert!(matches!(answer, Err(Error::SessionRevoked)), "{answer:?}");
+        assert_eq!(
+            validator.cached_tokens(),
+            1,
+            "a revoked token is not cached again"
+        );
+
+        let answer = validator.validate(&caller, &b, now + 61_000);
+        assert!(matches!(answer, Err(Error::TokenExpired)), "{answer:?}");
+        assert_eq!(validator.cached_tokens(), 0);
+    }
 }
