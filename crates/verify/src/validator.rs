@@ -2,7 +2,6 @@
 //! sessions revoked recently enough to matter, and a cache of tokens whose
 //! signature already checked out. The authority keeps one in step with the
 //! database; a sidecar keeps one in step with the authority.
-use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
@@ -63,7 +62,12 @@ impl Validator {
         let key = VerifiedTokens::key(&req.access_token);
         let verified = match self.verified.get(&key) {
             Some(hit) => {
-                access_token::check_lifetime(&hit.claims, now, self.leeway)?;
+                if let Err(e) = access_token::check_lifetime(&hit.claims, now, self.leeway) {
+                    if matches!(e, Error::TokenExpired) {
+                        self.verified.remove(&key);
+                    }
+                    return Err(e);
+                }
                 hit
             }
             None => {
@@ -82,8 +86,7 @@ impl Validator {
                 // nor one verified with a key set replaced meanwhile (its
                 // key may be gone, and the replacement cleared the cache).
                 if !self.revoked.contains(&session) && Arc::ptr_eq(&keys, &self.keys()) {
-                    self.verified
-                        .insert(key, fresh.clone(), now.div_euclid(1000));
+                    self.verified.insert(key, fresh.clone());
                 }
                 fresh
             }
@@ -96,7 +99,16 @@ impl Validator {
         if !req.expected_audience.is_empty() && claims.aud != req.expected_audience {
             return Err(Error::AudienceMismatch);
         }
+        // This check, on every call, is what keeps a revoked session's token
+        // from validating, cached or not: `revoke` does not hunt the cache
+        // for the session's tokens (that was a scan of the whole cache under
+        // its lock). An entry found revoked here goes; so does one inserted
+        // above by a verification that raced the revocation. The tokens of a
+        // revoked session that nobody presents again age out of the cache;
+        // the revocation outlives them (`prune` keeps it until they expired,
+        // leeway included), as it must for uncached tokens anyway.
         if self.revoked.contains(&verified.session) {
+            self.verified.remove(&key);
             return Err(Error::SessionRevoked);
         }
         Ok(ValidatedToken {
@@ -133,8 +145,6 @@ impl Validator {
             .copied()
             .filter(|(id, until)| self.revoked.insert(*id, *until))
             .collect();
-        let dropped: HashSet<Uuid> = changed.iter().map(|(id, _)| *id).collect();
-        self.verified.drop_sessions(&dropped);
         self.feed.revoked(&changed);
         changed
     }
@@ -175,6 +185,8 @@ impl Validator {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use crate::access_token::{sign, AccessClaims};
     use crate::keys::{ephemeral, KeyAlgorithm};
@@ -260,5 +272,63 @@ mod tests {
         );
         assert!(!revoked.is_empty());
         assert!(validator.cached_tokens() <= 8);
+    }
+
+    /// `revoke` leaves the cache alone; the first validation that finds a
+    /// token revoked (or expired) drops its entry.
+    #[test]
+    fn a_cached_token_found_revoked_or_expired_is_dropped() {
+        let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
+        let now: Millis = 1_700_000_000_000;
+        let validator = Validator::new("iss".into(), 8, 0);
+        validator.set_keys(Arc::new(keys));
+        let token = |jti: &str, session: Uuid| {
+            let claims = AccessClaims {
+                iss: "iss".into(),
+                sub: "user".into(),
+                aud: "api".into(),
+                exp: now / 1000 + 60,
+                iat: now / 1000,
+                nbf: now / 1000,
+                jti: jti.into(),
+                sid: session.to_string(),
+                tenant: "acme".into(),
+                scope: String::new(),
+                extra: Default::default(),
+            };
+            ValidateRequest {
+                access_token: sign(&signer, &claims).unwrap(),
+                ..Default::default()
+            }
+        };
+        let caller = Caller::anonymous();
+        let (revoked, expiring) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (token("a", revoked), token("b", expiring));
+        validator.validate(&caller, &a, now).unwrap();
+        validator.validate(&caller, &b, now).unwrap();
+        assert_eq!(validator.cached_tokens(), 2);
+
+        validator.revoke(&[(revoked, now + 3_600_000)]);
+        assert_eq!(validator.cached_tokens(), 2, "revoke scans nothing");
+        let hits = validator.cache_stats().hits;
+        let answer = validator.validate(&caller, &a, now);
+        assert!(matches!(answer, Err(Error::SessionRevoked)), "{answer:?}");
+        assert_eq!(
+            validator.cache_stats().hits,
+            hits + 1,
+            "answered from the cache"
+        );
+        assert_eq!(validator.cached_tokens(), 1);
+        let answer = validator.validate(&caller, &a, now);
+        assert!(matches!(answer, Err(Error::SessionRevoked)), "{answer:?}");
+        assert_eq!(
+            validator.cached_tokens(),
+            1,
+            "a revoked token is not cached again"
+        );
+
+        let answer = validator.validate(&caller, &b, now + 61_000);
+        assert!(matches!(answer, Err(Error::TokenExpired)), "{answer:?}");
+        assert_eq!(validator.cached_tokens(), 0);
     }
 }

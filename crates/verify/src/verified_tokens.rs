@@ -2,11 +2,16 @@
 //! common case (the same token on every request of a session) costs a
 //! SHA-256 instead of a signature verification. Only what never changes for
 //! a token is cached; expiry, audience, tenant and revocation are checked on
-//! every call by the validator. Entries of a revoked session are dropped.
-use std::collections::{HashMap, HashSet};
+//! every call by the validator, which also drops an entry it finds expired
+//! or revoked.
+//!
+//! The cache is `quick_cache`: sharded, S3-FIFO eviction (scan resistant),
+//! no background threads. It has no per-entry expiry; none is needed for
+//! correctness, since the validator checks `exp` on every hit.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use super::access_token::AccessClaims;
@@ -21,8 +26,8 @@ pub struct VerifiedToken {
 }
 
 pub struct VerifiedTokens {
-    entries: RwLock<HashMap<TokenDigest, Arc<VerifiedToken>>>,
-    capacity: usize,
+    /// `None` when the capacity is 0: nothing is cached.
+    entries: Option<Cache<TokenDigest, Arc<VerifiedToken>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -37,8 +42,7 @@ pub struct CacheStats {
 impl VerifiedTokens {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
-            capacity,
+            entries: (capacity > 0).then(|| Cache::new(capacity)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -58,12 +62,7 @@ impl VerifiedTokens {
     }
 
     pub fn get(&self, key: &TokenDigest) -> Option<Arc<VerifiedToken>> {
-        let found = self
-            .entries
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
+        let found = self.entries.as_ref().and_then(|c| c.get(key));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -73,47 +72,30 @@ impl VerifiedTokens {
         found
     }
 
-    /// Remembers a verified token. When full, expired tokens go first; if
-    /// that frees nothing, about an eighth of the entries (arbitrary ones:
-    /// the map's order is random) make room.
-    pub fn insert(&self, key: TokenDigest, verified: Arc<VerifiedToken>, now_secs: i64) {
-        if self.capacity == 0 {
-            return;
+    /// Remembers a verified token. When full, the cache evicts by its own
+    /// policy (S3-FIFO: entries not looked up since they came in go first).
+    pub fn insert(&self, key: TokenDigest, verified: Arc<VerifiedToken>) {
+        if let Some(c) = &self.entries {
+            c.insert(key, verified);
         }
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, v| v.claims.exp > now_secs);
-            let mut n = 0usize;
-            while entries.len() >= self.capacity {
-                entries.retain(|_, _| {
-                    n += 1;
-                    !n.is_multiple_of(8)
-                });
-            }
-        }
-        entries.insert(key, verified);
     }
 
-    /// Drops every cached token of these sessions.
-    pub fn drop_sessions(&self, sessions: &HashSet<Uuid>) {
-        if sessions.is_empty() {
-            return;
+    /// Forgets one token: the validator calls it for an entry it found
+    /// expired or revoked. Locks one shard, never the whole cache.
+    pub fn remove(&self, key: &TokenDigest) {
+        if let Some(c) = &self.entries {
+            c.remove(key);
         }
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, v| !sessions.contains(&v.session));
     }
 
     pub fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        if let Some(c) = &self.entries {
+            c.clear();
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.entries.as_ref().map_or(0, Cache::len)
     }
 }
 
@@ -142,50 +124,57 @@ mod tests {
     }
 
     #[test]
-    fn full_cache_drops_expired_entries_first() {
-        let cache = VerifiedTokens::new(2);
-        let (a, b, c) = (
-            VerifiedTokens::key("a"),
-            VerifiedTokens::key("b"),
-            VerifiedTokens::key("c"),
-        );
-        cache.insert(a, verified(100, Uuid::now_v7()), 0);
-        cache.insert(b, verified(300, Uuid::now_v7()), 0);
-        cache.insert(c, verified(300, Uuid::now_v7()), 200);
-        assert!(cache.get(&a).is_none(), "expired entry evicted");
-        assert!(cache.get(&b).is_some());
-        assert!(cache.get(&c).is_some());
-    }
-
-    #[test]
     fn full_cache_of_live_tokens_stays_bounded() {
         let cache = VerifiedTokens::new(100);
         for i in 0..1000 {
             let key = VerifiedTokens::key(&i.to_string());
-            cache.insert(key, verified(300, Uuid::now_v7()), 0);
+            cache.insert(key, verified(300, Uuid::now_v7()));
             assert!(cache.len() <= 100);
             assert!(cache.get(&key).is_some(), "the newest entry is kept");
         }
-        assert!(cache.len() > 80, "evicts an eighth, not everything");
+        assert!(cache.len() > 80, "evicts a few, not everything");
     }
 
     #[test]
-    fn revoked_sessions_are_dropped() {
+    fn tokens_looked_up_again_survive_a_scan_of_new_ones() {
+        let cache = VerifiedTokens::new(100);
+        let hot: Vec<_> = (0..20)
+            .map(|i| VerifiedTokens::key(&format!("hot-{i}")))
+            .collect();
+        for key in &hot {
+            cache.insert(*key, verified(300, Uuid::now_v7()));
+        }
+        for i in 0..1000 {
+            for key in &hot {
+                assert!(cache.get(key).is_some(), "hot token {i} evicted");
+            }
+            let key = VerifiedTokens::key(&format!("cold-{i}"));
+            cache.insert(key, verified(300, Uuid::now_v7()));
+        }
+    }
+
+    #[test]
+    fn removed_tokens_are_gone_and_others_stay() {
         let cache = VerifiedTokens::new(10);
-        let (s1, s2) = (Uuid::now_v7(), Uuid::now_v7());
         let (a, b) = (VerifiedTokens::key("a"), VerifiedTokens::key("b"));
-        cache.insert(a, verified(300, s1), 0);
-        cache.insert(b, verified(300, s2), 0);
-        cache.drop_sessions(&HashSet::from([s1]));
+        cache.insert(a, verified(300, Uuid::now_v7()));
+        cache.insert(b, verified(300, Uuid::now_v7()));
+        cache.remove(&a);
         assert!(cache.get(&a).is_none());
         assert!(cache.get(&b).is_some());
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.get(&b).is_none());
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 2 });
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
         let cache = VerifiedTokens::new(0);
         let a = VerifiedTokens::key("a");
-        cache.insert(a, verified(100, Uuid::now_v7()), 0);
+        cache.insert(a, verified(100, Uuid::now_v7()));
         assert!(cache.get(&a).is_none());
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.stats(), CacheStats { hits: 0, misses: 1 });
     }
 }
