@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: tools, formatting, lints (Rust,
-# dependencies), then every test, on SQLite and on a throwaway PostgreSQL,
-# then a check that the logs of the run hold no token or key. `.ci/run`
-# calls this.
+# dependencies, protos), then every test, on SQLite and on a throwaway
+# PostgreSQL, then a check that the logs of the run hold no token or key.
+# `.ci/run` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,8 @@ cargo fmt --all -- --check
 # `cargo deny check advisories` where it can). Drop --hide-inclusion-graph
 # to see which of our dependencies pulls a crate in.
 .tools/bin/cargo-deny --locked check --hide-inclusion-graph licenses bans sources
+# Proto lint (buf.yaml; proto/vendor is excluded).
+.tools/buf/node_modules/.bin/buf lint
 cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --workspace --all-targets
 
