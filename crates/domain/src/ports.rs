@@ -58,6 +58,25 @@ pub struct RevokeSession<'a> {
     pub reason: &'a str,
 }
 
+impl RevokeSession<'_> {
+    /// Why the target may not be revoked by this request, from the tenant
+    /// of the session found: a session of another tenant than the one
+    /// named is not found (its existence stays hidden); one outside the
+    /// caller's tenants is not permitted. `None`: revoke it.
+    pub fn refusal(&self, session_tenant: &str) -> Option<RevokeOutcome> {
+        if self.tenant_id.is_some_and(|t| t != session_tenant) {
+            return Some(RevokeOutcome::NotFound);
+        }
+        if self
+            .tenants
+            .is_some_and(|allowed| !allowed.iter().any(|t| t == session_tenant))
+        {
+            return Some(RevokeOutcome::TenantNotPermitted);
+        }
+        None
+    }
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Inserts a new session and its `issued` event (by `issued_by`). With

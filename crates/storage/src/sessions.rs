@@ -196,26 +196,21 @@ impl Store {
         Ok(Some((row.into(), result.try_get::<i64>("", "db_now")?)))
     }
 
-    /// Revokes one session of `tenant_id` (any tenant when `None`), if its
-    /// tenant is one of `tenants` (when given).
+    /// Revokes one session, unless `RevokeSession::refusal` says otherwise.
     pub async fn revoke_session(&self, target: RevokeSession<'_>) -> StoreResult<RevokeOutcome> {
         let RevokeSession {
             id,
-            tenant_id,
-            tenants,
             now,
             kind,
             reason,
+            ..
         } = target;
         let tx = self.conn().begin().await?;
         let Some(row) = session::Entity::find_by_id(id.to_owned()).one(&tx).await? else {
             return Ok(RevokeOutcome::NotFound);
         };
-        if tenant_id.is_some_and(|t| t != row.tenant_id) {
-            return Ok(RevokeOutcome::NotFound);
-        }
-        if tenants.is_some_and(|allowed| !allowed.contains(&row.tenant_id)) {
-            return Ok(RevokeOutcome::TenantNotPermitted);
+        if let Some(refusal) = target.refusal(&row.tenant_id) {
+            return Ok(refusal);
         }
         let seq = self.revoking(&tx).await?;
         let changed = session::Entity::update_many()

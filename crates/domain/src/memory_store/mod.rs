@@ -263,21 +263,17 @@ impl SessionStore for MemoryStore {
     async fn revoke_session(&self, target: RevokeSession<'_>) -> StoreResult<RevokeOutcome> {
         let RevokeSession {
             id,
-            tenant_id,
-            tenants,
             now,
             kind,
             reason,
+            ..
         } = target;
         let mut state = self.available()?;
         let Some(session) = state.sessions.get(id) else {
             return Ok(RevokeOutcome::NotFound);
         };
-        if tenant_id.is_some_and(|t| t != session.tenant_id) {
-            return Ok(RevokeOutcome::NotFound);
-        }
-        if tenants.is_some_and(|allowed| !allowed.contains(&session.tenant_id)) {
-            return Ok(RevokeOutcome::TenantNotPermitted);
+        if let Some(refusal) = target.refusal(&session.tenant_id) {
+            return Ok(refusal);
         }
         if session.revoked_at.is_some() {
             // The SQL transaction rolls back: no position is used up.
