@@ -9,6 +9,7 @@ mod db_proxy;
 mod expiry;
 mod ext_authz;
 mod faults;
+mod group_commit;
 mod grpcurl;
 mod interop;
 mod jwks;

@@ -5,6 +5,7 @@
 pub mod audit;
 mod db_clock;
 pub mod entities;
+mod group_commit;
 pub mod keys;
 mod ports;
 pub mod purge;
@@ -12,6 +13,8 @@ pub mod revocations;
 pub mod secrets;
 pub mod sessions;
 
+use group_commit::GroupCommit;
+pub use group_commit::GroupCommitStats;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx;
 use sea_orm::{
@@ -19,19 +22,33 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use token_authority_verify::StorageError;
 
 /// A database failure. `is_unavailable` separates "try again later" (the
-/// database is down, busy or too slow) from bugs and bad data.
-#[derive(Debug, thiserror::Error)]
+/// database is down, busy or too slow) from bugs and bad data. Cheap to
+/// clone: one failed group commit answers every caller in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(transparent)]
-pub struct StoreError(#[from] DbErr);
+pub struct StoreError(Arc<DbErr>);
+
+impl From<DbErr> for StoreError {
+    fn from(e: DbErr) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e))).into()
+    }
+}
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        match &self.0 {
+        match self.0.as_ref() {
             DbErr::ConnectionAcquire(_) => true,
             DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => runtime_unavailable(e),
             _ => false,
@@ -117,11 +134,13 @@ pub enum Backend {
     Postgres,
 }
 
-/// Handle to the database; cheap to clone.
+/// Handle to the database; cheap to clone. Rotations and issues go through
+/// its writers (see `group_commit`).
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
+    group_commit: Option<Arc<GroupCommit>>,
 }
 
 impl Store {
@@ -171,7 +190,21 @@ impl Store {
             prepare_sqlite_file(&config.url)?;
         }
         let db = Database::connect(options).await?;
-        Ok(Self { db, backend })
+        let direct = Self {
+            db,
+            backend,
+            group_commit: None,
+        };
+        // SQLite has one connection, so one writer; on PostgreSQL a few,
+        // leaving most of the pool to reads and other writes.
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (max_connections as usize / 4).clamp(1, 8),
+        };
+        Ok(Self {
+            group_commit: Some(Arc::new(GroupCommit::start(direct.clone(), writers))),
+            ..direct
+        })
     }
 
     /// Applies pending migrations. On PostgreSQL, replicas starting together

@@ -1,8 +1,9 @@
 //! Session rows: create, rotate in place, revoke, list.
-use sea_orm::sea_query::{Expr, PostgresQueryBuilder};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 
 use token_authority_domain::audit::AuditKind;
@@ -18,18 +19,19 @@ use super::{Backend, Store, StoreResult};
 use session::Model as SessionRow;
 
 impl Store {
-    /// Inserts a new session and its `issued` audit event atomically. With
+    /// Inserts a new session and its `issued` audit event in `tx`. With
     /// a `cap`, first revokes the subject's least recently used live
     /// sessions so that at most `cap.max` remain, if they are evictable.
     /// Concurrent issues for one subject are serialised (PostgreSQL: an
-    /// advisory lock on the subject; SQLite: a single writer).
-    pub async fn insert_session(
+    /// advisory lock on the subject, held until `tx` ends; SQLite: a single
+    /// writer).
+    pub(crate) async fn insert_session_in(
         &self,
+        tx: &DatabaseTransaction,
         row: &Session,
         cap: Option<SessionCap>,
         issued_by: &str,
     ) -> StoreResult<Inserted> {
-        let tx = self.conn().begin().await?;
         let mut evicted = Vec::new();
         if let Some(cap) = cap {
             if self.backend() == Backend::Postgres {
@@ -49,7 +51,7 @@ impl Store {
                 .order_by_asc(Column::LastUsedAt)
                 .order_by_asc(Column::Id)
                 .into_tuple()
-                .all(&tx)
+                .all(tx)
                 .await?;
             let excess = (live.len() as u64 + 1).saturating_sub(cap.max) as usize;
             if excess > 0 {
@@ -65,14 +67,14 @@ impl Store {
                 }
                 let victims = victims[..excess].iter().map(|(id, _)| id.clone());
                 let reason = format!("evicted: more than {} sessions", cap.max);
-                let seq = self.revoking(&tx).await?;
+                let seq = self.revoking(tx).await?;
                 let rows = session::Entity::update_many()
                     .col_expr(Column::RevokedAt, Expr::value(cap.now))
                     .col_expr(Column::RevokeReason, Expr::value(reason.as_str()))
                     .col_expr(Column::RevocationSeq, seq)
                     .filter(Column::Id.is_in(victims))
                     .filter(Column::RevokedAt.is_null())
-                    .exec_with_returning(&tx)
+                    .exec_with_returning(tx)
                     .await?;
                 let events = rows.iter().map(|victim| EventRow {
                     at: cap.now,
@@ -82,7 +84,7 @@ impl Store {
                     session_id: Some(&victim.id),
                     detail: Some(format!("{reason}; for session {}", row.id)),
                 });
-                audit::record_all(&tx, events).await?;
+                audit::record_all(tx, events).await?;
                 evicted = rows.into_iter().map(|r| r.id).collect();
             }
         }
@@ -94,77 +96,11 @@ impl Store {
             session_id: Some(&row.id),
             detail: Some(format!("by {issued_by}")),
         };
-        audit::record(&tx, event).await?;
+        audit::record(tx, event).await?;
         session::Entity::insert(SessionRow::from(row).into_active_model())
-            .exec_without_returning(&tx)
+            .exec_without_returning(tx)
             .await?;
-        tx.commit().await?;
         Ok(Inserted::Stored { evicted })
-    }
-
-    /// Applies `rotation` in one conditional `UPDATE … RETURNING`, with the
-    /// `refreshed` audit event in the same transaction when `audit` is set.
-    /// Returns the rotated row, or `None` when the session was not in the
-    /// expected state (already rotated, revoked, expired or gone); the caller
-    /// then reads the row to find out which.
-    pub async fn rotate(
-        &self,
-        rotation: &Rotation<'_>,
-        audit: bool,
-    ) -> StoreResult<Option<Session>> {
-        let update = self.rotation_update(rotation);
-        if !audit {
-            return Ok(update
-                .exec_with_returning(self.conn())
-                .await?
-                .pop()
-                .map(Session::from));
-        }
-        if self.backend() == Backend::Postgres {
-            return self.rotate_with_audit_in_one_statement(update).await;
-        }
-        let tx = self.conn().begin().await?;
-        let Some(row) = update.exec_with_returning(&tx).await?.pop() else {
-            return Ok(None);
-        };
-        let event = EventRow {
-            at: rotation.now,
-            kind: AuditKind::Refreshed,
-            tenant_id: &row.tenant_id,
-            subject: &row.subject,
-            session_id: Some(&row.id),
-            detail: Some(format!("generation {}", row.generation)),
-        };
-        audit::record(&tx, event).await?;
-        tx.commit().await?;
-        Ok(Some(row.into()))
-    }
-
-    /// PostgreSQL: the rotation and its audit row in one statement (a
-    /// data-modifying CTE), one round trip instead of BEGIN, UPDATE, INSERT,
-    /// COMMIT, and just as atomic. The audit row is dated like every other
-    /// audit event, by the service's clock (`last_used_at`); the text of
-    /// the statement is the same on every call.
-    async fn rotate_with_audit_in_one_statement(
-        &self,
-        update: sea_orm::UpdateMany<session::Entity>,
-    ) -> StoreResult<Option<Session>> {
-        let mut statement = update.into_query();
-        statement.returning_all();
-        let (sql, values) = statement.build(PostgresQueryBuilder);
-        let sql = format!(
-            "WITH rotated AS ({sql}), audited AS (\
-             INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail) \
-             SELECT last_used_at, '{kind}', tenant_id, subject, id, 'generation ' || generation FROM rotated) \
-             SELECT * FROM rotated",
-            kind = AuditKind::Refreshed.as_str(),
-        );
-        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-        Ok(session::Entity::find()
-            .from_raw_sql(statement)
-            .one(self.conn())
-            .await?
-            .map(Session::from))
     }
 
     pub async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
@@ -371,7 +307,7 @@ fn live_at(now: i64) -> sea_orm::Condition {
 impl Store {
     /// The rotation as one conditional update: `Rotation::apply` where
     /// `Rotation::applies_to` holds.
-    fn rotation_update(&self, r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
+    pub(crate) fn rotation_update(&self, r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
         let mut update = session::Entity::update_many()
             .col_expr(Column::Generation, Expr::value(r.from_generation + 1))
             .col_expr(Column::TokenDigest, Expr::value(r.to_digest.to_vec()))

@@ -1,0 +1,169 @@
+//! PostgreSQL: every rotation of a batch in one statement, and every issue
+//! of a batch in one transaction.
+//!
+//! The rotation statement takes the batch as arrays (`unnest`), so its text
+//! is the same for every batch size: one prepared statement per connection,
+//! parsed and planned once. Each input row keeps the conditions of a single
+//! rotation (id, generation, digest, live, tenant filter); the audit rows
+//! are inserted by the same statement (a data-modifying CTE), so a rotation
+//! and its audit row commit together or not at all. Raw sqlx rather than
+//! SeaORM: SeaORM has no array binds without an extra feature, and this is
+//! the hottest statement of the service.
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, Row};
+use sea_orm::TransactionTrait;
+
+use token_authority_domain::ports::Inserted;
+use token_authority_domain::session::Session;
+
+use super::{answer, issue_reply, rotate_reply, IssueJob, RotateJob};
+use crate::{Store, StoreResult};
+
+/// `rotated_at` is the database's clock (see `db_clock`); `last_used_at`
+/// and the audit time are the service's, like every other audit event.
+/// `COALESCE` keeps a device field that the refresh did not send. Input
+/// rows are sorted by session id, so that two batches touching the same
+/// sessions lock them in the same order.
+pub(crate) const ROTATE_BATCH: &str = "\
+WITH input AS (
+  SELECT * FROM unnest($1::int4[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[],
+                       $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[])
+    AS i(ord, id, from_generation, from_digest, to_digest, now, idle_expires_at,
+         device_name, user_agent, ip, audit, tenant_filtered)
+  ORDER BY id
+), allowed AS (
+  SELECT * FROM unnest($13::int4[], $14::text[]) AS a(ord, tenant_id)
+), rotated AS (
+  UPDATE sessions s SET
+    generation = i.from_generation + 1,
+    token_digest = i.to_digest,
+    previous_digest = i.from_digest,
+    rotated_at = (EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::BIGINT,
+    last_used_at = i.now,
+    idle_expires_at = i.idle_expires_at,
+    device_name = COALESCE(i.device_name, s.device_name),
+    user_agent = COALESCE(i.user_agent, s.user_agent),
+    ip = COALESCE(i.ip, s.ip)
+  FROM input i
+  WHERE s.id = i.id
+    AND s.generation = i.from_generation
+    AND s.token_digest = i.from_digest
+    AND s.revoked_at IS NULL
+    AND s.expires_at > i.now
+    AND s.idle_expires_at > i.now
+    AND (NOT i.tenant_filtered
+         OR EXISTS (SELECT 1 FROM allowed a WHERE a.ord = i.ord AND a.tenant_id = s.tenant_id))
+  RETURNING i.ord, i.audit, s.id, s.tenant_id, s.subject, s.audience, s.scopes, s.extra_claims,
+            s.generation, s.token_digest, s.previous_digest, s.rotated_at, s.created_at,
+            s.last_used_at, s.expires_at, s.idle_expires_at, s.revoked_at, s.revoke_reason,
+            s.revocation_seq, s.device_name, s.user_agent, s.ip
+), audited AS (
+  INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail)
+  SELECT last_used_at, 'refreshed', tenant_id, subject, id, 'generation ' || generation
+  FROM rotated WHERE audit
+)
+SELECT * FROM rotated";
+
+pub(super) async fn rotate(store: &Store, jobs: Vec<RotateJob>) {
+    let outcomes = rotate_all(store, &jobs).await;
+    answer(jobs, outcomes, rotate_reply);
+}
+
+async fn rotate_all(store: &Store, jobs: &[RotateJob]) -> StoreResult<Vec<Option<Session>>> {
+    let mut allowed_ord = Vec::new();
+    let mut allowed_tenant = Vec::new();
+    for (ord, job) in (0i32..).zip(jobs) {
+        for tenant in job.tenants.iter().flatten() {
+            allowed_ord.push(ord);
+            allowed_tenant.push(tenant.as_str());
+        }
+    }
+    let column = |f: fn(&RotateJob) -> Option<&str>| jobs.iter().map(f).collect::<Vec<_>>();
+    let rows = sqlx::query(ROTATE_BATCH)
+        .bind((0i32..).take(jobs.len()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.session_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.from_generation).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.from_digest.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| j.to_digest.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.now).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.idle_expires_at).collect::<Vec<_>>())
+        .bind(column(|j| j.device_name.as_deref()))
+        .bind(column(|j| j.user_agent.as_deref()))
+        .bind(column(|j| j.ip.as_deref()))
+        .bind(jobs.iter().map(|j| j.audit).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.tenants.is_some()).collect::<Vec<_>>())
+        .bind(allowed_ord)
+        .bind(allowed_tenant)
+        .fetch_all(store.conn().get_postgres_connection_pool())
+        .await?;
+    let mut outcomes: Vec<Option<Session>> = (0..jobs.len()).map(|_| None).collect();
+    for row in rows {
+        let ord: i32 = row.try_get("ord")?;
+        if let Some(slot) = usize::try_from(ord).ok().and_then(|i| outcomes.get_mut(i)) {
+            *slot = Some(session(&row)?);
+        }
+    }
+    Ok(outcomes)
+}
+
+fn session(row: &PgRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        subject: row.try_get("subject")?,
+        audience: row.try_get("audience")?,
+        scopes: row.try_get("scopes")?,
+        extra_claims: row.try_get("extra_claims")?,
+        generation: row.try_get("generation")?,
+        token_digest: row.try_get("token_digest")?,
+        previous_digest: row.try_get("previous_digest")?,
+        rotated_at: row.try_get("rotated_at")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoke_reason: row.try_get("revoke_reason")?,
+        revocation_seq: row.try_get("revocation_seq")?,
+        device_name: row.try_get("device_name")?,
+        user_agent: row.try_get("user_agent")?,
+        ip: row.try_get("ip")?,
+    })
+}
+
+/// Issues of a batch in one transaction, in (tenant, subject) order: each
+/// takes its subject's advisory lock (see `insert_session_in`), and two
+/// replicas' batches then take the locks they share in the same order.
+pub(super) async fn issue(store: &Store, mut jobs: Vec<IssueJob>) {
+    jobs.sort_by(|a, b| {
+        (&a.session.tenant_id, &a.session.subject).cmp(&(&b.session.tenant_id, &b.session.subject))
+    });
+    let outcomes = issue_all(store, &jobs).await;
+    answer(jobs, outcomes, issue_reply);
+}
+
+async fn issue_all(store: &Store, jobs: &[IssueJob]) -> StoreResult<Vec<Inserted>> {
+    let tx = store.conn().begin().await?;
+    let mut inserted = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        inserted.push(
+            store
+                .insert_session_in(&tx, &job.session, job.cap, &job.issued_by)
+                .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
