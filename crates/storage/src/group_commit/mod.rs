@@ -95,7 +95,8 @@ pub(crate) struct IssueJob {
 
 enum Job {
     Rotate(RotateJob),
-    Issue(IssueJob),
+    // A session row is large; boxed so that queued rotations stay small.
+    Issue(Box<IssueJob>),
 }
 
 impl Job {
@@ -170,7 +171,7 @@ impl Store {
             issued_by: issued_by.to_owned(),
             reply,
         };
-        self.submit(Job::Issue(job), answer).await
+        self.submit(Job::Issue(Box::new(job)), answer).await
     }
 
     /// How this store's writers have batched so far.
@@ -222,7 +223,7 @@ async fn apply(store: &Store, jobs: Vec<Job>) {
     for job in jobs.into_iter().filter(|job| !job.abandoned()) {
         match job {
             Job::Rotate(j) => rotations.push(j),
-            Job::Issue(j) => issues.push(j),
+            Job::Issue(j) => issues.push(*j),
         }
     }
     match store.backend() {
