@@ -144,7 +144,31 @@ async fn a_lone_request_is_committed_on_its_own(backend: Backend) {
     assert_eq!(stats.batches, stats.items);
 }
 
+async fn concurrent_issues_of_one_subject_respect_its_cap(backend: Backend) {
+    const CAP: usize = 3;
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.max_sessions_per_subject = CAP as u32;
+    })
+    .await;
+    let results = join_all((0..4 * CAP).map(|_| {
+        let mut client = server.client();
+        async move { client.issue(issue_request("acme", "busy")).await }
+    }))
+    .await;
+    let issued = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        issued, CAP,
+        "the cap counts sessions issued in the same batch"
+    );
+    for refused in results.into_iter().filter(Result::is_err) {
+        assert_error(refused, Code::ResourceExhausted, "SESSION_LIMIT_REACHED");
+    }
+    assert_eq!(server.list("acme", "busy").await.len(), CAP);
+    assert_eq!(server.session_rows().await, CAP as u64);
+}
+
 crate::on_both_backends!(
+    concurrent_issues_of_one_subject_respect_its_cap,
     concurrent_requests_share_batches_and_keep_their_own_outcomes,
     a_lone_request_is_committed_on_its_own,
 );

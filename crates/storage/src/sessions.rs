@@ -19,18 +19,17 @@ use super::{Backend, Store, StoreResult};
 use session::Model as SessionRow;
 
 impl Store {
-    /// Inserts a new session and its `issued` audit event in `tx`. With
-    /// a `cap`, first revokes the subject's least recently used live
-    /// sessions so that at most `cap.max` remain, if they are evictable.
-    /// Concurrent issues for one subject are serialised (PostgreSQL: an
-    /// advisory lock on the subject, held until `tx` ends; SQLite: a single
-    /// writer).
-    pub(crate) async fn insert_session_in(
+    /// Makes room in `tx` for one more session of `row`'s subject: with a
+    /// `cap`, revokes the subject's least recently used live sessions so
+    /// that at most `cap.max - 1` remain, if they are evictable. Does not
+    /// insert `row` (see `insert_sessions`). Concurrent issues for one
+    /// subject are serialised (PostgreSQL: an advisory lock on the subject,
+    /// held until `tx` ends; SQLite: a single writer).
+    pub(crate) async fn make_room(
         &self,
         tx: &DatabaseTransaction,
         row: &Session,
         cap: Option<SessionCap>,
-        issued_by: &str,
     ) -> StoreResult<Inserted> {
         let mut evicted = Vec::new();
         if let Some(cap) = cap {
@@ -88,19 +87,35 @@ impl Store {
                 evicted = rows.into_iter().map(|r| r.id).collect();
             }
         }
-        let event = EventRow {
+        Ok(Inserted::Stored { evicted })
+    }
+
+    /// Inserts new sessions, each with its `issued` audit event (by the
+    /// caller named beside it), in two statements however many there are.
+    pub(crate) async fn insert_sessions(
+        &self,
+        tx: &DatabaseTransaction,
+        new: &[(&Session, &str)],
+    ) -> StoreResult<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let events = new.iter().map(|(row, issued_by)| EventRow {
             at: row.created_at,
             kind: AuditKind::Issued,
             tenant_id: &row.tenant_id,
             subject: &row.subject,
             session_id: Some(&row.id),
             detail: Some(format!("by {issued_by}")),
-        };
-        audit::record(tx, event).await?;
-        session::Entity::insert(SessionRow::from(row).into_active_model())
+        });
+        audit::record_all(tx, events).await?;
+        let rows = new
+            .iter()
+            .map(|(row, _)| SessionRow::from(*row).into_active_model());
+        session::Entity::insert_many(rows)
             .exec_without_returning(tx)
             .await?;
-        Ok(Inserted::Stored { evicted })
+        Ok(())
     }
 
     pub async fn session(&self, id: &str) -> StoreResult<Option<Session>> {

@@ -10,6 +10,7 @@
 //! each item keeps the compare-and-swap of a single rotation, so batching
 //! changes neither the one-successor rule nor reuse detection. A caller
 //! that gave up (its deadline passed) before its batch started is left out.
+mod issues;
 mod postgres;
 mod sqlite;
 

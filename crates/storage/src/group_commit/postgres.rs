@@ -16,14 +16,16 @@ use sea_orm::TransactionTrait;
 use token_authority_domain::ports::Inserted;
 use token_authority_domain::session::Session;
 
-use super::{answer, issue_reply, rotate_reply, IssueJob, RotateJob};
+use super::{answer, issue_reply, issues, rotate_reply, IssueJob, RotateJob};
 use crate::{Store, StoreResult};
 
 /// `rotated_at` is the database's clock (see `db_clock`); `last_used_at`
 /// and the audit time are the service's, like every other audit event.
 /// `COALESCE` keeps a device field that the refresh did not send. Input
-/// rows are sorted by session id, so that two batches touching the same
-/// sessions lock them in the same order.
+/// rows are sorted by session id, so that two replicas' batches touching
+/// the same sessions usually lock them in the same order; a deadlock that
+/// PostgreSQL breaks all the same is answered as unavailable (40P01) and
+/// retried by the client, and nothing of the losing batch was written.
 pub(crate) const ROTATE_BATCH: &str = "\
 WITH input AS (
   SELECT * FROM unnest($1::int4[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[],
@@ -144,7 +146,7 @@ fn session(row: &PgRow) -> Result<Session, sqlx::Error> {
 }
 
 /// Issues of a batch in one transaction, in (tenant, subject) order: each
-/// takes its subject's advisory lock (see `insert_session_in`), and two
+/// takes its subject's advisory lock (see `Store::make_room`), and two
 /// replicas' batches then take the locks they share in the same order.
 pub(super) async fn issue(store: &Store, mut jobs: Vec<IssueJob>) {
     jobs.sort_by(|a, b| {
@@ -156,14 +158,7 @@ pub(super) async fn issue(store: &Store, mut jobs: Vec<IssueJob>) {
 
 async fn issue_all(store: &Store, jobs: &[IssueJob]) -> StoreResult<Vec<Inserted>> {
     let tx = store.conn().begin().await?;
-    let mut inserted = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        inserted.push(
-            store
-                .insert_session_in(&tx, &job.session, job.cap, &job.issued_by)
-                .await?,
-        );
-    }
+    let inserted = issues::issue_all(store, &tx, jobs).await?;
     tx.commit().await?;
     Ok(inserted)
 }

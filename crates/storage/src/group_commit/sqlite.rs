@@ -8,7 +8,7 @@ use token_authority_domain::audit::AuditKind;
 use token_authority_domain::ports::Inserted;
 use token_authority_domain::session::Session;
 
-use super::{answer, issue_reply, rotate_reply, IssueJob, RotateJob};
+use super::{answer, issue_reply, issues, rotate_reply, IssueJob, RotateJob};
 use crate::audit::{self, EventRow};
 use crate::{Store, StoreResult};
 
@@ -35,14 +35,7 @@ async fn apply(
 ) -> StoreResult<(Vec<Option<Session>>, Vec<Inserted>)> {
     let tx = store.conn().begin().await?;
     let rotated = rotate_all(store, &tx, rotations).await?;
-    let mut inserted = Vec::with_capacity(issues.len());
-    for job in issues {
-        inserted.push(
-            store
-                .insert_session_in(&tx, &job.session, job.cap, &job.issued_by)
-                .await?,
-        );
-    }
+    let inserted = issues::issue_all(store, &tx, issues).await?;
     tx.commit().await?;
     Ok((rotated, inserted))
 }
