@@ -6,6 +6,7 @@ pub mod audit;
 mod db_clock;
 pub mod entities;
 pub mod keys;
+pub mod plans;
 mod ports;
 pub mod purge;
 pub mod revocations;

@@ -353,7 +353,11 @@ impl Store {
     }
 }
 
-fn live_sessions_of(tenant_id: &str, subject: &str, now: i64) -> sea_orm::Select<session::Entity> {
+pub(crate) fn live_sessions_of(
+    tenant_id: &str,
+    subject: &str,
+    now: i64,
+) -> sea_orm::Select<session::Entity> {
     session::Entity::find()
         .filter(Column::TenantId.eq(tenant_id))
         .filter(Column::Subject.eq(subject))
@@ -371,7 +375,7 @@ fn live_at(now: i64) -> sea_orm::Condition {
 impl Store {
     /// The rotation as one conditional update: `Rotation::apply` where
     /// `Rotation::applies_to` holds.
-    fn rotation_update(&self, r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
+    pub(crate) fn rotation_update(&self, r: &Rotation<'_>) -> sea_orm::UpdateMany<session::Entity> {
         let mut update = session::Entity::update_many()
             .col_expr(Column::Generation, Expr::value(r.from_generation + 1))
             .col_expr(Column::TokenDigest, Expr::value(r.to_digest.to_vec()))
