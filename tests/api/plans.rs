@@ -267,7 +267,7 @@ async fn hot_queries_use_their_indexes(backend: Backend) {
     let db = Database::connect(server.config.database.url.as_str())
         .await
         .unwrap();
-    let now = chrono_now();
+    let now = wall_clock_now();
     // A session of the subject at the cap: the id the lookups, the page
     // cursor of ListSessions and the idle sweep's resume point use.
     let subject_session = fill(&db, now).await;
@@ -304,7 +304,7 @@ async fn hot_queries_use_their_indexes(backend: Backend) {
     check(backend, &plans, "analyzed");
 }
 
-fn chrono_now() -> i64 {
+fn wall_clock_now() -> i64 {
     use token_authority::verify::clock::{Clock, SystemClock};
     SystemClock.now_millis()
 }
