@@ -4,7 +4,9 @@
 //!   cargo bench --bench purge_under_load                      # SQLite
 //!   scripts/with-postgres.sh cargo bench --bench purge_under_load   # + PostgreSQL
 //!
-//! BACKLOG (default 200000) expired sessions are inserted directly, then
+//! BACKLOG (default 200000; `BACKLOG=1000000` for the 1M-row target) expired
+//! sessions and AUDIT_BACKLOG (default 0) audit events past their retention
+//! are inserted directly (BATCH overrides `purge.batch_size`), then
 //! CONCURRENCY (default 32) clients refresh their own sessions in a loop for
 //! SECONDS (default 5) without a purge, then again for as long as the purge runs.
 // Test and benchmark code: a panic is a failed run, not an outage.
@@ -44,6 +46,11 @@ async fn main() {
         env_or("CONCURRENCY", 32) as usize
     };
     let seconds = if smoke { 1 } else { env_or("SECONDS", 5) };
+    let audit_backlog = if smoke {
+        100
+    } else {
+        env_or("AUDIT_BACKLOG", 0)
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut backends = vec![(
         "sqlite",
@@ -61,7 +68,7 @@ async fn main() {
         backends.push(("postgres", format!("{base}/ta_bench")));
     }
     println!(
-        "backlog {backlog} expired sessions, {concurrency} concurrent refreshers, {seconds} s per phase\n"
+        "backlog {backlog} expired sessions + {audit_backlog} old audit events, {concurrency} concurrent refreshers, {seconds} s per phase\n"
     );
     println!(
         "{:<9} {:>12} {:>11} {:>11} {:>12} {:>11} {:>11} {:>12} {:>9}",
@@ -80,6 +87,7 @@ async fn main() {
             name,
             &url,
             backlog,
+            audit_backlog,
             concurrency,
             Duration::from_secs(seconds),
         )
@@ -88,11 +96,22 @@ async fn main() {
     println!("\n* while the purge runs (p99 ratio: during / without)");
 }
 
-async fn run(name: &str, url: &str, backlog: u64, concurrency: usize, phase: Duration) {
+async fn run(
+    name: &str,
+    url: &str,
+    backlog: u64,
+    audit_backlog: u64,
+    concurrency: usize,
+    phase: Duration,
+) {
     let kek_dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.database.url = url.to_owned();
     config.purge.enabled = false;
+    // BATCH: rows per purge statement (default: the config's default).
+    if let Ok(batch) = std::env::var("BATCH") {
+        config.purge.batch_size = batch.parse().unwrap();
+    }
     config.keys.kek_file = Some(kek_dir.path().join("kek"));
     // Throughput, not policy, is measured here.
     config.limits.refresh_per_session = None;
@@ -107,6 +126,7 @@ async fn run(name: &str, url: &str, backlog: u64, concurrency: usize, phase: Dur
         let _ = stopped.await;
     }));
     seed_expired(url, backlog, clock.now_millis()).await;
+    seed_old_audit(url, audit_backlog, clock.now_millis()).await;
 
     let client = TokenAuthorityClient::connect(format!("http://{addr}"))
         .await
@@ -152,7 +172,11 @@ async fn run(name: &str, url: &str, backlog: u64, concurrency: usize, phase: Dur
     };
     let during = refresh_load(&client, &mut tokens, &stop).await;
     let (rows, took) = purge.await.unwrap();
-    assert_eq!(rows, backlog, "purge deleted the whole backlog");
+    assert_eq!(
+        rows,
+        backlog + audit_backlog,
+        "purge deleted the whole backlog"
+    );
     println!(
         "{:<9} {:>12.0} {:>11.2} {:>11.2} {:>12.0} {:>11.2} {:>11.2} {:>12.0} {:>9.2}",
         name,
@@ -252,6 +276,32 @@ async fn seed_expired(url: &str, n: u64, now: i64) {
             sql
         };
         db.execute_unprepared(&sql).await.unwrap();
+        done += chunk;
+    }
+    db.close().await.unwrap();
+}
+
+/// Inserts `n` audit events from 31 days ago (past the default retention).
+async fn seed_old_audit(url: &str, n: u64, now: i64) {
+    let db = Database::connect(url).await.unwrap();
+    let old = now - 31 * 24 * 3_600_000;
+    let mut done = 0;
+    while done < n {
+        let chunk = (n - done).min(1000);
+        let values: Vec<String> = (0..chunk)
+            .map(|i| {
+                format!(
+                    "({old}, 'refreshed', 'bench', 'seed-{}', NULL, NULL)",
+                    done + i
+                )
+            })
+            .collect();
+        db.execute_unprepared(&format!(
+            "INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail) VALUES {}",
+            values.join(",")
+        ))
+        .await
+        .unwrap();
         done += chunk;
     }
     db.close().await.unwrap();

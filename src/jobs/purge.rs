@@ -113,20 +113,22 @@ impl Purger {
         let mut report = PurgeReport::default();
         for kind in PurgeKind::ALL {
             let mut total = 0;
+            let mut resume = None;
             loop {
                 let batch_started = Instant::now();
-                let deleted = self
+                let batch = self
                     .store
-                    .purge_batch(kind, &cutoffs, self.policy.batch_size)
+                    .purge_batch(kind, &cutoffs, self.policy.batch_size, resume.as_ref())
                     .await?;
                 let batch_took = batch_started.elapsed();
-                total += deleted;
-                if deleted > 0 {
-                    self.metrics.purge_deleted(kind, deleted);
+                total += batch.deleted;
+                if batch.deleted > 0 {
+                    self.metrics.purge_deleted(kind, batch.deleted);
                 }
-                if deleted < self.policy.batch_size {
+                let Some(next) = batch.resume else {
                     break;
-                }
+                };
+                resume = Some(next);
                 // Yield the database at least as long as the batch held it, so
                 // requests queued behind a batch (on SQLite, behind the one
                 // connection) wait at most about one batch.

@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod otlp;
+mod plans;
 mod processes;
 mod purge;
 mod replicas;

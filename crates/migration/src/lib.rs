@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial;
 mod m20261124_000002_key_activation;
 mod m20261201_000003_revocation_cursor;
+mod m20261202_000004_hot_rotation;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261124_000002_key_activation::Migration),
             Box::new(m20261201_000003_revocation_cursor::Migration),
+            Box::new(m20261202_000004_hot_rotation::Migration),
         ]
     }
 }

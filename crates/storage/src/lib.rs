@@ -7,6 +7,7 @@ mod db_clock;
 pub mod entities;
 mod group_commit;
 pub mod keys;
+pub mod plans;
 mod ports;
 pub mod purge;
 pub mod revocations;

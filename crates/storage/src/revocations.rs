@@ -42,6 +42,23 @@ impl Store {
 
     /// Sessions revoked since `from`, with the cursor to read on from.
     pub async fn revocations(&self, from: RevocationsFrom) -> StoreResult<RevocationPage> {
+        let rows = self
+            .conn()
+            .query_all_raw(self.revocations_statement(from))
+            .await?;
+        let mut page = RevocationPage::default();
+        for row in rows {
+            page.cursor = row.try_get::<i64>("", "next")?;
+            if let Some(id) = row.try_get::<Option<String>>("", "id")? {
+                page.session_ids.push(id);
+            }
+        }
+        Ok(page)
+    }
+
+    /// The feed's one statement: the rows and the cursor come from one
+    /// snapshot.
+    pub(crate) fn revocations_statement(&self, from: RevocationsFrom) -> Statement {
         let next = match self.backend() {
             Backend::Postgres => "pg_snapshot_xmin(pg_current_snapshot())::text::BIGINT",
             Backend::Sqlite => "(SELECT seq + 1 FROM revocation_counter WHERE id = 1)",
@@ -56,24 +73,12 @@ impl Store {
             }
             RevocationsFrom::Since(since) => (format!("s.revoked_at >= {param}"), since.into()),
         };
-        // One statement, so the rows and the cursor come from one snapshot.
         let sql = format!(
             "WITH c AS (SELECT {next} AS next) \
              SELECT c.next AS next, s.id AS id FROM c LEFT JOIN sessions s ON {condition}"
         );
         let backend = self.conn().get_database_backend();
-        let rows = self
-            .conn()
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, [value]))
-            .await?;
-        let mut page = RevocationPage::default();
-        for row in rows {
-            page.cursor = row.try_get::<i64>("", "next")?;
-            if let Some(id) = row.try_get::<Option<String>>("", "id")? {
-                page.session_ids.push(id);
-            }
-        }
-        Ok(page)
+        Statement::from_sql_and_values(backend, sql, [value])
     }
 }
 

@@ -304,7 +304,11 @@ impl Store {
     }
 }
 
-fn live_sessions_of(tenant_id: &str, subject: &str, now: i64) -> sea_orm::Select<session::Entity> {
+pub(crate) fn live_sessions_of(
+    tenant_id: &str,
+    subject: &str,
+    now: i64,
+) -> sea_orm::Select<session::Entity> {
     session::Entity::find()
         .filter(Column::TenantId.eq(tenant_id))
         .filter(Column::Subject.eq(subject))
