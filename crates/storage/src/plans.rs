@@ -16,6 +16,7 @@ use token_authority_domain::ports::RevocationsFrom;
 use token_authority_domain::rotation::Rotation;
 
 use super::entities::session::{self, Column};
+use super::group_commit::postgres::{explain_rotation, ROTATE_BATCH};
 use super::purge::{PurgeCutoffs, PurgeKind, PurgeResume};
 use super::sessions::live_sessions_of;
 use super::{Backend, Store, StoreResult};
@@ -117,13 +118,14 @@ impl Store {
             user_agent: None,
             ip: None,
         };
-        // The rotation's conditional UPDATE (`rotate`). TODO(group commit):
-        // when the lead's batched rotation statement lands, plan that one
-        // here under the same name.
-        statements.push((
-            "rotation_update",
-            self.rotation_update(&rotation).build(backend),
-        ));
+        // The rotation: on SQLite the conditional UPDATE each rotation of a
+        // batch runs; on PostgreSQL the batch statement (planned below).
+        if self.backend() == Backend::Sqlite {
+            statements.push((
+                "rotation_update",
+                self.rotation_update(&rotation).build(backend),
+            ));
+        }
         for kind in PurgeKind::ALL {
             let name = match kind {
                 PurgeKind::SessionsExpired => "purge_sessions_expired",
@@ -161,7 +163,14 @@ impl Store {
                 .filter(Column::Scopes.eq("probe"))
                 .build(backend),
         ));
-        let mut plans = Vec::with_capacity(statements.len());
+        let mut plans = Vec::with_capacity(statements.len() + 1);
+        if self.backend() == Backend::Postgres {
+            plans.push(QueryPlan {
+                name: "rotation_update",
+                sql: ROTATE_BATCH.to_owned(),
+                plan: explain_rotation(self, &rotation).await?,
+            });
+        }
         for (name, statement) in statements {
             plans.push(QueryPlan {
                 name,

@@ -11,7 +11,7 @@
 //! changes neither the one-successor rule nor reuse detection. A caller
 //! that gave up (its deadline passed) before its batch started is left out.
 mod issues;
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +71,29 @@ pub(crate) struct RotateJob {
 }
 
 impl RotateJob {
+    /// The job for `r`, and where its outcome arrives.
+    pub fn new(
+        r: &Rotation<'_>,
+        audit: bool,
+    ) -> (Self, oneshot::Receiver<StoreResult<Option<Session>>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = RotateJob {
+            session_id: r.session_id.to_owned(),
+            tenants: r.tenants.map(<[String]>::to_vec),
+            from_generation: r.from_generation,
+            from_digest: r.from_digest.to_vec(),
+            to_digest: r.to_digest.to_vec(),
+            now: r.now,
+            idle_expires_at: r.idle_expires_at,
+            device_name: r.device_name.map(str::to_owned),
+            user_agent: r.user_agent.map(str::to_owned),
+            ip: r.ip.map(str::to_owned),
+            audit,
+            reply,
+        };
+        (job, answer)
+    }
+
     pub fn rotation(&self) -> Rotation<'_> {
         Rotation {
             session_id: &self.session_id,
@@ -139,21 +162,7 @@ impl Store {
     /// state (already rotated, revoked, expired or gone); the caller then
     /// reads the row to find out which.
     pub async fn rotate(&self, r: &Rotation<'_>, audit: bool) -> StoreResult<Option<Session>> {
-        let (reply, answer) = oneshot::channel();
-        let job = RotateJob {
-            session_id: r.session_id.to_owned(),
-            tenants: r.tenants.map(<[String]>::to_vec),
-            from_generation: r.from_generation,
-            from_digest: r.from_digest.to_vec(),
-            to_digest: r.to_digest.to_vec(),
-            now: r.now,
-            idle_expires_at: r.idle_expires_at,
-            device_name: r.device_name.map(str::to_owned),
-            user_agent: r.user_agent.map(str::to_owned),
-            ip: r.ip.map(str::to_owned),
-            audit,
-            reply,
-        };
+        let (job, answer) = RotateJob::new(r, audit);
         self.submit(Job::Rotate(job), answer).await
     }
 

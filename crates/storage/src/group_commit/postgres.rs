@@ -9,11 +9,12 @@
 //! and its audit row commit together or not at all. Raw sqlx rather than
 //! SeaORM: SeaORM has no array binds without an extra feature, and this is
 //! the hottest statement of the service.
-use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::postgres::{PgArguments, PgRow};
 use sea_orm::sqlx::{self, Row};
 use sea_orm::TransactionTrait;
 
 use token_authority_domain::ports::Inserted;
+use token_authority_domain::rotation::Rotation;
 use token_authority_domain::session::Session;
 
 use super::{answer, issue_reply, issues, rotate_reply, IssueJob, RotateJob};
@@ -72,6 +73,24 @@ pub(super) async fn rotate(store: &Store, jobs: Vec<RotateJob>) {
 }
 
 async fn rotate_all(store: &Store, jobs: &[RotateJob]) -> StoreResult<Vec<Option<Session>>> {
+    let rows = bind_batch(sqlx::query(ROTATE_BATCH), jobs)
+        .fetch_all(store.conn().get_postgres_connection_pool())
+        .await?;
+    let mut outcomes: Vec<Option<Session>> = (0..jobs.len()).map(|_| None).collect();
+    for row in rows {
+        let ord: i32 = row.try_get("ord")?;
+        if let Some(slot) = usize::try_from(ord).ok().and_then(|i| outcomes.get_mut(i)) {
+            *slot = Some(session(&row)?);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The batch's columns, one array each, in the order of `ROTATE_BATCH`.
+fn bind_batch<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, PgArguments>,
+    jobs: &'q [RotateJob],
+) -> sqlx::query::Query<'q, sqlx::Postgres, PgArguments> {
     let mut allowed_ord = Vec::new();
     let mut allowed_tenant = Vec::new();
     for (ord, job) in (0i32..).zip(jobs) {
@@ -81,7 +100,7 @@ async fn rotate_all(store: &Store, jobs: &[RotateJob]) -> StoreResult<Vec<Option
         }
     }
     let column = |f: fn(&RotateJob) -> Option<&str>| jobs.iter().map(f).collect::<Vec<_>>();
-    let rows = sqlx::query(ROTATE_BATCH)
+    query
         .bind((0i32..).take(jobs.len()).collect::<Vec<_>>())
         .bind(
             jobs.iter()
@@ -108,16 +127,24 @@ async fn rotate_all(store: &Store, jobs: &[RotateJob]) -> StoreResult<Vec<Option
         .bind(jobs.iter().map(|j| j.tenants.is_some()).collect::<Vec<_>>())
         .bind(allowed_ord)
         .bind(allowed_tenant)
+}
+
+/// The plan PostgreSQL chooses for a batch of `rotation` alone (for
+/// `Store::query_plans`); EXPLAIN without ANALYZE writes nothing.
+pub(crate) async fn explain_rotation(
+    store: &Store,
+    rotation: &Rotation<'_>,
+) -> StoreResult<String> {
+    let jobs = [RotateJob::new(rotation, false).0];
+    let sql = sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {ROTATE_BATCH}"));
+    let rows = bind_batch(sqlx::query(sql), &jobs)
         .fetch_all(store.conn().get_postgres_connection_pool())
         .await?;
-    let mut outcomes: Vec<Option<Session>> = (0..jobs.len()).map(|_| None).collect();
+    let mut lines = Vec::with_capacity(rows.len());
     for row in rows {
-        let ord: i32 = row.try_get("ord")?;
-        if let Some(slot) = usize::try_from(ord).ok().and_then(|i| outcomes.get_mut(i)) {
-            *slot = Some(session(&row)?);
-        }
+        lines.push(row.try_get::<String, _>(0)?);
     }
-    Ok(outcomes)
+    Ok(lines.join("\n"))
 }
 
 fn session(row: &PgRow) -> Result<Session, sqlx::Error> {
