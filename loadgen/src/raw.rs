@@ -15,7 +15,7 @@
 //! Issue RPC. sqlx prepares each statement once per connection and reuses it.
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::sqlite::{
@@ -27,6 +27,7 @@ use tokio::sync::Mutex;
 use crate::load::Step;
 use crate::server::BoxError;
 use crate::steps::{self, Client};
+use token_authority::verify::clock::{Clock, SystemClock};
 
 pub const PG_REFRESH: &str = "WITH rotated AS (\
 UPDATE sessions SET generation = $1, token_digest = $2, previous_digest = $3, \
@@ -64,9 +65,7 @@ VALUES (?, ?, ?, ?, ?, NULL, 0, ?, NULL, NULL, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)"
 const DAY_MS: i64 = 86_400_000;
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemClock.now_millis()
 }
 
 /// 32 fresh bytes, the size of a refresh-token digest.
