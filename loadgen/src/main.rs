@@ -3,15 +3,19 @@
 //!   cargo run --release -p loadgen -- validate --concurrency 64 --seconds 10
 //!   cargo run --release -p loadgen -- --target http://127.0.0.1:50051 refresh
 //!   cargo run --release -p loadgen -- report --json target/bench-report.json
+//!   target/release/loadgen sweep --seconds 3 --json target/bench/sweep.json
 //!
 //! Without `--target`, it starts the server in-process on a fresh SQLite
 //! database (or `--database-url`), on a loopback port.
 mod cache_report;
 mod churn;
 mod load;
+mod process;
+mod raw;
 mod report;
 mod server;
 mod steps;
+mod sweep;
 
 use std::time::Duration;
 
@@ -70,6 +74,30 @@ enum Workload {
         #[arg(long, default_value_t = 20_000)]
         issues: u64,
     },
+    /// Refresh and Issue curves against the server binary in its own
+    /// process, next to the databases' raw limits, on SQLite and (with
+    /// TA_TEST_POSTGRES_URL) PostgreSQL, plus replicas; CPU per request and
+    /// pg_stat_statements. `--seconds` is per point.
+    Sweep {
+        /// Concurrencies of the curves.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
+        levels: Vec<usize>,
+        /// Server processes over one PostgreSQL database.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        replicas: Vec<usize>,
+        /// Streams of the replica points.
+        #[arg(long, default_value_t = 64)]
+        replica_streams: usize,
+        /// Streams of the pg_stat_statements refresh run.
+        #[arg(long, default_value_t = 64)]
+        stats_streams: usize,
+        /// The server binary (default: token-authority next to loadgen).
+        #[arg(long)]
+        server_bin: Option<std::path::PathBuf>,
+        /// SQLite only, even with TA_TEST_POSTGRES_URL set.
+        #[arg(long)]
+        sqlite_only: bool,
+    },
 }
 
 #[tokio::main]
@@ -88,6 +116,30 @@ async fn main() -> Result<(), server::BoxError> {
     }
     if let Workload::Churn { issues } = cli.workload {
         let report = churn::run(cli.database_url.as_deref(), cli.concurrency, issues).await?;
+        if let Some(path) = &cli.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
+    if let Workload::Sweep {
+        levels,
+        replicas,
+        replica_streams,
+        stats_streams,
+        server_bin,
+        sqlite_only,
+    } = &cli.workload
+    {
+        let report = sweep::run(sweep::Options {
+            concurrencies: levels.clone(),
+            replicas: replicas.clone(),
+            replica_concurrency: *replica_streams,
+            stats_concurrency: *stats_streams,
+            seconds: cli.seconds,
+            server_binary: server_bin.clone(),
+            sqlite_only: *sqlite_only,
+        })
+        .await?;
         if let Some(path) = &cli.json {
             std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         }
@@ -135,7 +187,10 @@ async fn run_workload(
         }
         Workload::Issue => load::run("issue", budget, target.issue_steps(concurrency)).await,
         Workload::Mixed => load::run("mixed", budget, target.mixed_steps(concurrency).await?).await,
-        Workload::Report | Workload::ValidateCache | Workload::Churn { .. } => {
+        Workload::Report
+        | Workload::ValidateCache
+        | Workload::Churn { .. }
+        | Workload::Sweep { .. } => {
             unreachable!("handled in main")
         }
     })

@@ -23,6 +23,8 @@ pub struct Target {
     /// Set for an in-process server: direct access for database baselines.
     pub authority: Option<Arc<Authority>>,
     pub store: Option<Store>,
+    /// The in-process server's database, for the raw baselines.
+    pub database_url: Option<String>,
     stop: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     _dir: Option<TempDir>,
 }
@@ -47,6 +49,7 @@ impl Target {
                 channel,
                 authority: None,
                 store: None,
+                database_url: None,
                 stop: None,
                 _dir: None,
             });
@@ -64,6 +67,7 @@ impl Target {
         config.limits.refresh_per_session = None;
         config.limits.caller_rate = None;
         tweak(&mut config);
+        let database_url = config.database.url.clone();
         let app = App::build(config, Arc::new(SystemClock)).await?;
         let authority = app.authority.clone();
         let store = app.store.clone();
@@ -82,6 +86,7 @@ impl Target {
             channel,
             authority: Some(authority),
             store: Some(store),
+            database_url: Some(database_url),
             stop: Some((tx, task)),
             _dir: Some(dir),
         })
@@ -164,30 +169,6 @@ impl Target {
                 refresh: pair.refresh_token,
                 worker,
                 n: worker as u64,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Sessions for the raw database baseline, one per worker.
-    pub async fn raw_rotate_steps(&self, n: usize) -> Result<Vec<steps::RawRotate>, BoxError> {
-        let store = self
-            .store
-            .clone()
-            .ok_or("raw baseline needs an in-process server")?;
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let pair = steps::issue(&mut self.client(), format!("raw-{i}")).await?;
-            let row = store
-                .session(&pair.session_id)
-                .await?
-                .ok_or("session missing")?;
-            out.push(steps::RawRotate {
-                store: store.clone(),
-                session_id: row.id,
-                generation: row.generation,
-                digest: row.token_digest,
-                now: row.created_at,
             });
         }
         Ok(out)

@@ -4,10 +4,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::load::Step;
-use token_authority::domain::rotation::Rotation;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
-use token_authority::storage::Store;
 
 pub type Client = TokenAuthorityClient<Channel>;
 
@@ -150,50 +148,6 @@ impl Step for Mixed {
                 .await
                 .map(|_| ())
                 .map_err(code),
-        }
-    }
-}
-
-/// The database limit: the very conditional UPDATE … RETURNING a refresh
-/// runs (`Store::rotate`), without gRPC, crypto or the audit insert.
-pub struct RawRotate {
-    pub store: Store,
-    pub session_id: String,
-    pub generation: i64,
-    pub digest: Vec<u8>,
-    pub now: i64,
-}
-
-impl Step for RawRotate {
-    async fn step(&mut self) -> Result<(), String> {
-        let mut next = self.digest.clone();
-        next[0] = next[0].wrapping_add(1);
-        next[1] = (self.generation % 251) as u8;
-        let rotation = Rotation {
-            session_id: &self.session_id,
-            tenants: None,
-            from_generation: self.generation,
-            from_digest: &self.digest,
-            to_digest: &next,
-            now: self.now,
-            idle_expires_at: self.now + 86_400_000,
-            device_name: None,
-            user_agent: None,
-            ip: None,
-        };
-        match self.store.rotate(&rotation, false).await {
-            Ok(Some(_)) => {
-                self.generation += 1;
-                self.digest = next;
-                Ok(())
-            }
-            Ok(None) => Err("NotRotated".into()),
-            Err(e) => Err(if e.is_unavailable() {
-                "Unavailable"
-            } else {
-                "DbError"
-            }
-            .into()),
         }
     }
 }
