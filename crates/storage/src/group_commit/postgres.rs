@@ -22,7 +22,13 @@ use crate::{Store, StoreResult};
 
 /// `rotated_at` is the database's clock (see `db_clock`); `last_used_at`
 /// and the audit time are the service's, like every other audit event.
-/// `COALESCE` keeps a device field that the refresh did not send. Input
+/// `COALESCE` keeps a device field that the refresh did not send.
+///
+/// The liveness conditions are written so that no index can serve them
+/// (`revoked_at IS NULL` would match the partial index of live sessions):
+/// the primary key is then the only index the planner may use, and a scan
+/// of every live session, which stale statistics of a young, fast-growing
+/// table made look cheap (measured), is never chosen. Input
 /// rows are sorted by session id, so that two replicas' batches touching
 /// the same sessions usually lock them in the same order; a deadlock that
 /// PostgreSQL breaks all the same is answered as unavailable (40P01) and
@@ -51,9 +57,9 @@ WITH input AS (
   WHERE s.id = i.id
     AND s.generation = i.from_generation
     AND s.token_digest = i.from_digest
-    AND s.revoked_at IS NULL
-    AND s.expires_at > i.now
-    AND s.idle_expires_at > i.now
+    AND COALESCE(s.revoked_at, -1) < 0
+    AND s.expires_at - i.now > 0
+    AND s.idle_expires_at - i.now > 0
     AND (NOT i.tenant_filtered
          OR EXISTS (SELECT 1 FROM allowed a WHERE a.ord = i.ord AND a.tenant_id = s.tenant_id))
   RETURNING i.ord, i.audit, s.id, s.tenant_id, s.subject, s.audience, s.scopes, s.extra_claims,
