@@ -107,6 +107,8 @@ pub struct Statement {
 
 struct Ctx {
     budget: Budget,
+    /// PostgreSQL database to ANALYZE before each point (see `analyze`).
+    analyze_url: Option<String>,
     ticks: u64,
     postmaster: Option<u32>,
     phase: &'static str,
@@ -126,6 +128,13 @@ impl Ctx {
             postmaster: (backend == "postgres").then_some(self.postmaster).flatten(),
         };
         let name = format!("{workload} {series} ({backend}, {replicas} server(s))");
+        if let Some(url) = self
+            .analyze_url
+            .as_deref()
+            .filter(|_| backend == "postgres")
+        {
+            analyze(url).await;
+        }
         let before = probe.snapshot();
         let stats = load::run(&name, self.budget, steps).await;
         let after = probe.snapshot();
@@ -147,6 +156,23 @@ impl Ctx {
             stats,
             cpu_us_per_op: cpu,
         });
+    }
+}
+
+/// Statistics as autovacuum would have them in a database that grew over
+/// minutes, not within the seconds of a sweep: every point issues its own
+/// sessions, and plans made for a table a tenth of its size (autovacuum
+/// analyzes at most once a minute) would measure a young database instead
+/// of a steady state. A failure is reported and the point runs anyway.
+async fn analyze(url: &str) {
+    let result = async {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::raw_sql("ANALYZE").execute(&mut conn).await?;
+        conn.close().await
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("ANALYZE before the point failed: {e}");
     }
 }
 
@@ -249,6 +275,7 @@ pub async fn run(options: Options) -> Result<Sweep, BoxError> {
         postmaster: std::env::var("TA_TEST_POSTGRES_PID")
             .ok()
             .and_then(|p| p.trim().parse().ok()),
+        analyze_url: None,
         phase: "sweep",
         points: Vec::new(),
     };
@@ -279,6 +306,7 @@ pub async fn run(options: Options) -> Result<Sweep, BoxError> {
     let admin = std::env::var("TA_TEST_POSTGRES_URL").ok();
     if let (Some(admin), false) = (admin, options.sqlite_only) {
         let url = fresh_postgres_database(&admin).await?;
+        ctx.analyze_url = Some(url.clone());
         let (settings, durable) = postgres_settings(&url).await?;
         durability.postgres = settings;
         durability.postgres_durable = Some(durable);

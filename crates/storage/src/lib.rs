@@ -182,20 +182,10 @@ impl Store {
                     .busy_timeout(statement_timeout)
             })
             .map_sqlx_postgres_opts(move |opts| {
-                // Prepared statements stay parsed once per connection, but
-                // are planned for each execution: a generic plan cached
-                // while `sessions` was nearly empty (a new deployment, a
-                // login storm) would otherwise be kept until autovacuum's
-                // next ANALYZE, and it scans every live session per
-                // refresh (measured: 3,900 → 350 refreshes/s as the table
-                // grew from 32 to 16,000 rows within a minute).
-                opts.application_name("token-authority").options([
-                    (
-                        "statement_timeout",
-                        format!("{}ms", statement_timeout.as_millis()),
-                    ),
-                    ("plan_cache_mode", "force_custom_plan".to_owned()),
-                ])
+                opts.application_name("token-authority").options([(
+                    "statement_timeout",
+                    format!("{}ms", statement_timeout.as_millis()),
+                )])
             });
         if backend == Backend::Sqlite {
             prepare_sqlite_file(&config.url)?;

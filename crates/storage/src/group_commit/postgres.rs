@@ -26,9 +26,14 @@ use crate::{Store, StoreResult};
 ///
 /// The liveness conditions are written so that no index can serve them
 /// (`revoked_at IS NULL` would match the partial index of live sessions):
-/// the primary key is then the only index the planner may use, and a scan
-/// of every live session, which stale statistics of a young, fast-growing
-/// table made look cheap (measured), is never chosen. Input
+/// the primary key is then the only index the planner may use. Measured
+/// with stale statistics (a table grown from 32 to 16,000 rows within a
+/// minute, before autovacuum's first ANALYZE): with `revoked_at IS NULL`
+/// PostgreSQL scanned every live session through that index per batch
+/// (3,900 → 350 refreshes/s); written this way, 3,400 → 2,800/s.
+/// The plan is prepared and reused per connection: planning this
+/// statement costs ~0.6 ms, executing a cached plan ~0.05 ms.
+/// Input
 /// rows are sorted by session id, so that two replicas' batches touching
 /// the same sessions usually lock them in the same order; a deadlock that
 /// PostgreSQL breaks all the same is answered as unavailable (40P01) and
