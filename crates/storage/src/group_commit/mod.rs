@@ -166,8 +166,8 @@ impl Store {
         self.submit(Job::Rotate(job), answer).await
     }
 
-    /// Inserts a new session and its `issued` audit event atomically (see
-    /// `insert_session_in`).
+    /// Inserts a new session and its `issued` audit event atomically, after
+    /// making room under its subject's cap (see `Store::make_room`).
     pub async fn insert_session(
         &self,
         session: &Session,
