@@ -1,7 +1,6 @@
 //! Access tokens: JWTs (RFC 9068 style, header `typ: at+jwt`).
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{decode, decode_header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,7 +35,7 @@ pub struct AccessClaims {
 }
 
 /// Signs a compact JWS (`header.payload.signature`, RFC 7515). Verified by
-/// `verify`, i.e. by jsonwebtoken.
+/// `verify`.
 pub fn sign(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
     let payload =
         serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("encoding claims: {e}")))?;
@@ -56,6 +55,17 @@ pub struct Verified {
     pub kid: String,
 }
 
+/// The JOSE header fields we look at; others are ignored, but `crit`
+/// (extensions the verifier must understand, RFC 7515 §4.1.11) refuses the
+/// token since we understand none.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+    crit: Option<Value>,
+}
+
 /// Checks signature, type, issuer and lifetime. Audience, tenant and
 /// revocation are the caller's to check.
 pub fn verify(
@@ -65,23 +75,44 @@ pub fn verify(
     now: Millis,
     leeway: Millis,
 ) -> Result<Verified> {
-    let header = decode_header(token).map_err(|_| Error::TokenInvalid)?;
-    if header.typ.as_deref() != Some(TOKEN_TYPE) {
+    let mut parts = token.split('.');
+    let (Some(header_part), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::TokenInvalid);
+    };
+    let header: Header = decode_json(header_part)?;
+    if header.typ.as_deref() != Some(TOKEN_TYPE) || header.crit.is_some() {
         return Err(Error::TokenInvalid);
     }
     let kid = header.kid.ok_or(Error::TokenInvalid)?;
     let key = keys.get(&kid).ok_or(Error::TokenInvalid)?;
-    if header.alg != key.algorithm {
+    // The key decides the algorithm; the header must agree (no `none`, no
+    // algorithm confusion).
+    if header.alg != key.algorithm.as_str() {
         return Err(Error::TokenInvalid);
     }
-    let claims = decode::<AccessClaims>(token, &key.key, &key.validation)
-        .map_err(|_| Error::TokenInvalid)?
-        .claims;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| Error::TokenInvalid)?;
+    // The signing input is `header.payload` as sent (RFC 7515 §5.2).
+    let signed = token.get(..header_part.len() + 1 + payload.len());
+    if !signed.is_some_and(|signed| key.verifies(signed.as_bytes(), &signature)) {
+        return Err(Error::TokenInvalid);
+    }
+    let claims: AccessClaims = decode_json(payload)?;
     if claims.iss != issuer {
         return Err(Error::TokenInvalid);
     }
     check_lifetime(&claims, now, leeway)?;
     Ok(Verified { claims, kid })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| Error::TokenInvalid)?;
+    serde_json::from_slice(&bytes).map_err(|_| Error::TokenInvalid)
 }
 
 /// `exp`, `nbf` and `iat` against the service's clock, allowing clocks to
@@ -101,6 +132,74 @@ pub fn check_lifetime(claims: &AccessClaims, now: Millis, leeway: Millis) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{generate, KeyAlgorithm, PublicKey};
+
+    const NOW: Millis = 1_000_000_000;
+
+    fn signer(algorithm: KeyAlgorithm) -> (SigningKey, VerifyingKeys) {
+        let key = generate(algorithm).expect("key");
+        let signer = SigningKey::from_pkcs8(&key.kid, algorithm, &key.pkcs8).expect("parse");
+        let keys = VerifyingKeys::new(vec![PublicKey {
+            kid: key.kid,
+            algorithm,
+            key: key.public_key,
+        }]);
+        (signer, keys)
+    }
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn genuine_tokens_verify_and_every_forgery_is_refused() {
+        for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
+            let (signer, keys) = signer(algorithm);
+            let c = claims(NOW / 1000, NOW / 1000 + 900);
+            let claims_c = AccessClaims { iss: "iss".into(), ..c };
+            let token = sign(&signer, &claims_c).expect("sign");
+            let verified = verify(&keys, "iss", &token, NOW, 0).expect("genuine");
+            assert_eq!(verified.claims, claims_c);
+            assert_eq!(verified.kid, signer.kid);
+
+            let [header, payload, signature]: [&str; 3] =
+                token.split('.').collect::<Vec<_>>().try_into().expect("3 parts");
+            let other_payload = b64(&serde_json::to_string(&AccessClaims {
+                sub: "mallory".into(),
+                ..claims_c.clone()
+            })
+            .expect("json"));
+            let kid = &signer.kid;
+            let other_alg = match algorithm {
+                KeyAlgorithm::EdDsa => "ES256",
+                KeyAlgorithm::Es256 => "EdDSA",
+            };
+            let forgeries = [
+                format!("{header}.{other_payload}.{signature}"),
+                format!("{header}.{payload}.{signature}A"),
+                format!("{header}.{payload}."),
+                format!("{header}.{payload}"),
+                format!("{token}.x"),
+                format!("{}.{payload}.", b64(&format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#))),
+                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{other_alg}","typ":"at+jwt","kid":"{kid}"}}"#))),
+                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","kid":"{kid}"}}"#, algorithm.as_str()))),
+                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#, algorithm.as_str()))),
+                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"nope"}}"#, algorithm.as_str()))),
+                "garbage".into(),
+                String::new(),
+            ];
+            for forged in &forgeries {
+                assert!(
+                    matches!(verify(&keys, "iss", forged, NOW, 0), Err(Error::TokenInvalid)),
+                    "{algorithm}: accepted {forged}"
+                );
+            }
+            assert!(matches!(
+                verify(&keys, "other-issuer", &token, NOW, 0),
+                Err(Error::TokenInvalid)
+            ));
+        }
+    }
 
     fn claims(iat: i64, exp: i64) -> AccessClaims {
         AccessClaims {

@@ -26,13 +26,6 @@ impl KeyAlgorithm {
             _ => None,
         }
     }
-
-    pub fn jwt(self) -> jsonwebtoken::Algorithm {
-        match self {
-            KeyAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
-            KeyAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
-        }
-    }
 }
 
 impl std::fmt::Display for KeyAlgorithm {
