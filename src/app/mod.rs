@@ -24,28 +24,54 @@ use crate::jobs::purge::{PurgePolicy, Purger};
 use crate::storage::{Store, StoreError};
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::access_layer::AccessControl;
-use crate::transport::http;
+use crate::transport::{health, http};
 use crate::transport::{self, GrpcServer, ServeError};
 use crate::verify::clock::SharedClock;
 
 /// How often each replica checks whether a scheduled key rotation is due.
 const KEY_ROTATION_CHECK: Duration = Duration::from_secs(60);
 
+/// Each message carries its cause's message, so no cause is linked as
+/// `source` as well: `{:#}` would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("database: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("starting the token authority: {0}")]
-    Domain(#[from] domain::Error),
+    Domain(domain::Error),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("telemetry: {0}")]
-    Telemetry(#[from] TelemetryError),
+    Telemetry(TelemetryError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error("HTTP listener: {0}")]
-    Http(#[from] std::io::Error),
+    Http(std::io::Error),
+    #[error("the database is not migrated (pending: {0}): run `token-authority migrate` first")]
+    NotMigrated(String),
 }
+
+#[derive(Clone, Copy)]
+enum Schema {
+    Migrate,
+    MustBeCurrent,
+}
+
+macro_rules! app_error_from {
+    ($($variant:ident($cause:ty)),*) => {
+        $(impl From<$cause> for AppError {
+            fn from(e: $cause) -> Self {
+                AppError::$variant(e)
+            }
+        })*
+    };
+}
+app_error_from!(
+    Store(StoreError),
+    Domain(domain::Error),
+    Telemetry(TelemetryError),
+    Http(std::io::Error)
+);
 
 impl AppError {
     /// The database could not be reached: worth retrying.
@@ -72,13 +98,31 @@ pub struct App {
 impl App {
     /// Connects to the database, migrates it, and loads keys and secrets.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Self, AppError> {
+        Self::assemble(config, clock, Schema::Migrate).await
+    }
+
+    /// Like `build`, for commands that must not change the schema (`keys`,
+    /// `purge`, `audit`): fails if the database is not migrated.
+    pub async fn open(config: Config, clock: SharedClock) -> Result<Self, AppError> {
+        Self::assemble(config, clock, Schema::MustBeCurrent).await
+    }
+
+    async fn assemble(config: Config, clock: SharedClock, schema: Schema) -> Result<Self, AppError> {
         let telemetry = Telemetry::new(&config.telemetry)?;
         // The access policy first: a bad caller list ends the start before
         // anything touches the database.
         let (audit, audit_events) = AuditQueue::new();
         let access = AccessControl::new(&config, Some(audit.clone()), clock.clone())?;
         let store = Store::connect(&connect_settings(&config.database)).await?;
-        store.migrate().await?;
+        match schema {
+            Schema::Migrate => store.migrate().await?,
+            Schema::MustBeCurrent => {
+                let pending = store.pending_migrations().await?;
+                if !pending.is_empty() {
+                    return Err(AppError::NotMigrated(pending.join(", ")));
+                }
+            }
+        }
         let purger = Purger::new(
             store.clone(),
             clock.clone(),
@@ -148,14 +192,16 @@ impl App {
             shutdown.await;
             let _ = stop_servers.send(true);
         });
-        let health: http::HealthProbe =
-            Arc::new(|| (true, serde_json::json!({ "status": "serving" })));
+        let health = health::authority_probe(
+            self.authority.clone(),
+            self.config.health.max_state_age,
+        );
         let http = http_listener
             .map(|listener| {
                 http::spawn(
                     self.authority.clone(),
                     &self.config,
-                    health,
+                    health.clone(),
                     listener,
                     stopped_signal(servers_stopped.clone()),
                 )
@@ -172,6 +218,7 @@ impl App {
             self.authority.clone(),
             &self.config,
             server,
+            health,
             listener,
             servers_stopped,
         )

@@ -2,7 +2,7 @@
 //! and WatchRevocations from the local copy, and reports its state in
 //! gRPC health (`token_authority.v1.Upstream` is NOT_SERVING while the
 //! authority is unreachable; the overall status only once the cached state
-//! is too old to use) and on `/healthz`.
+//! is too old to use) and on `/readyz`.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +19,10 @@ use crate::app::{bind, shutdown_signal, stopped_signal, BindError};
 use crate::config::{Config, ConfigError};
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::access_layer::AccessControl;
+use crate::transport::health::{self, HealthProbe, HealthReport};
 use crate::transport::http;
 use crate::transport::ServeError;
-use crate::transport::{self, set_serving, GrpcServer, TokenAuthorityService};
+use crate::transport::{self, GrpcServer, TokenAuthorityService};
 use crate::verify::clock::SystemClock;
 
 /// The health service name that tracks the link to the authority.
@@ -101,6 +102,21 @@ pub async fn serve(
     let follower = tokio::spawn(upstream::follow(sidecar.clone(), upstream, stopped.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    let probe_sidecar = sidecar.clone();
+    let probe: HealthProbe = Arc::new(move || {
+        let status = probe_sidecar.status();
+        // A sidecar serves only validation: ready means it can validate.
+        HealthReport {
+            ready: status.serving(),
+            validate: status.serving(),
+            detail: status.to_json(),
+        }
+    });
+    let reporting = tokio::spawn(health::report(
+        health.clone(),
+        probe.clone(),
+        stopped.clone(),
+    ));
     let reporter = {
         let (sidecar, health, mut stopped) = (sidecar.clone(), health.clone(), stopped.clone());
         tokio::spawn(async move {
@@ -111,9 +127,7 @@ pub async fn serve(
                     _ = stopped.changed() => return,
                 }
                 sidecar.prune();
-                let status = sidecar.status();
-                set_serving(&health, status.serving()).await;
-                let link = if status.upstream_connected {
+                let link = if sidecar.status().upstream_connected {
                     ServingStatus::Serving
                 } else {
                     ServingStatus::NotServing
@@ -123,11 +137,6 @@ pub async fn serve(
         })
     };
 
-    let probe_sidecar = sidecar.clone();
-    let probe: http::HealthProbe = Arc::new(move || {
-        let status = probe_sidecar.status();
-        (status.serving(), status.to_json())
-    });
     let http = http_listener
         .map(|listener| {
             http::spawn(
@@ -167,6 +176,7 @@ pub async fn serve(
     let http_served = http::finished(http).await;
     let _ = follower.await;
     reporter.abort();
+    reporting.abort();
     served?;
     http_served?;
     Ok(())

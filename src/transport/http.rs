@@ -1,6 +1,8 @@
 //! The HTTP listener: the key set for standard JWT libraries and Envoy's
 //! `jwt_authn` (`/.well-known/jwks.json`), a minimal OpenID discovery
-//! document, and `/healthz`. Read-only and public: no authentication.
+//! document, and health (`/livez`, `/readyz`, `/readyz/validate`, and
+//! `/healthz`, an alias of `/readyz`). Read-only and public: no
+//! authentication.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +16,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::connections::HttpListener;
+use super::health::{HealthProbe, HealthReport};
 use crate::config::Config;
 use crate::verify::keys::jwk::JwkSet;
 use crate::verify::validation::TokenValidation;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
-
-/// What `/healthz` reports: whether to answer 200, and a JSON body.
-pub type HealthProbe = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
 
 pub struct HttpSettings {
     pub issuer: String,
@@ -38,7 +38,7 @@ struct HttpState {
 }
 
 /// Starts the HTTP listener in a task: the key set of `validation`, the
-/// discovery document for `config`, and `health` on `/healthz`.
+/// discovery document for `config`, and `health` on the health paths.
 pub fn spawn(
     validation: Arc<dyn TokenValidation>,
     config: &Config,
@@ -84,7 +84,10 @@ pub async fn serve(
     let router = Router::new()
         .route(JWKS_PATH, get(jwks))
         .route(DISCOVERY_PATH, get(discovery))
-        .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(readyz))
+        .route("/readyz/validate", get(readyz_validate))
         .with_state(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -145,8 +148,23 @@ async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
-    let (ok, body) = (state.health)();
+async fn livez() -> Response {
+    health_response(true, serde_json::json!({ "status": "live" }))
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    let HealthReport { ready, detail, .. } = (state.health)();
+    health_response(ready, detail)
+}
+
+async fn readyz_validate(State(state): State<Arc<HttpState>>) -> Response {
+    let HealthReport {
+        validate, detail, ..
+    } = (state.health)();
+    health_response(validate, detail)
+}
+
+fn health_response(ok: bool, body: serde_json::Value) -> Response {
     let code = if ok {
         StatusCode::OK
     } else {

@@ -6,6 +6,7 @@ mod codec_status;
 mod connections;
 mod convert;
 mod envoy_authz;
+pub mod health;
 pub mod http;
 mod rpc_telemetry;
 mod server;
@@ -16,7 +17,7 @@ mod watch;
 pub(crate) use convert::{jwk_set_in, millis_of};
 pub use envoy_authz::{SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, TENANT_HEADER};
 pub use server::{
-    authority_routes, serve_authority, set_serving, tls_config, validation_routes, GrpcServer,
+    authority_routes, serve_authority, tls_config, validation_routes, GrpcServer,
     ServeError, MAX_REQUEST_BYTES,
 };
 pub use service::TokenAuthorityService;

@@ -10,13 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tonic_health::server::HealthReporter;
 
 use super::access_layer::{AccessControl, AccessLayer};
 use super::admin_service::AdminService;
 use super::codec_status::CodecStatusLayer;
 use super::connections::Incoming;
 use super::envoy_authz::ExtAuthz;
+use super::health::HealthProbe;
 use super::rpc_telemetry::RpcTelemetryLayer;
 use super::service::TokenAuthorityService;
 use crate::config::connections::ConnectionsConfig;
@@ -204,37 +204,26 @@ pub fn authority_routes(
     )
 }
 
-/// The authority's gRPC server: every service, health SERVING until
-/// `stopping` turns true.
+/// The authority's gRPC server: every service, and health as `health`
+/// reports it until `stopping` turns true.
 pub async fn serve_authority(
     authority: Arc<Authority>,
     config: &Config,
     server: GrpcServer<'_>,
+    health: HealthProbe,
     listener: TcpListener,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_serving(&health, true).await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reporting = tokio::spawn(super::health::report(reporter, health, stopping.clone()));
     let routes = authority_routes(authority, server.access.clone(), config, stopping.clone())
         .add_service(health_service);
     let mut stopped = stopping;
-    server
+    let served = server
         .run(routes, listener, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
-            set_serving(&health, false).await;
         })
-        .await
-}
-
-/// Sets the overall ("") and TokenAuthority health status.
-pub async fn set_serving(health: &HealthReporter, serving: bool) {
-    let status = if serving {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    };
-    health.set_service_status("", status).await;
-    health
-        .set_service_status("token_authority.v1.TokenAuthority", status)
         .await;
+    reporting.abort();
+    served
 }

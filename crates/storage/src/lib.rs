@@ -151,9 +151,9 @@ impl Store {
         } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(DbErr::Custom(
-                "database.url must start with sqlite:// or postgres://".into(),
-            )
+            return Err(DbErr::Conn(RuntimeErr::Internal(
+                "unsupported database.url: it must start with sqlite:// or postgres://".into(),
+            ))
             .into());
         };
         let max_connections = config.max_connections.unwrap_or(match backend {
@@ -182,10 +182,15 @@ impl Store {
                     .busy_timeout(statement_timeout)
             })
             .map_sqlx_postgres_opts(move |opts| {
-                opts.application_name("token-authority").options([(
-                    "statement_timeout",
-                    format!("{}ms", statement_timeout.as_millis()),
-                )])
+                // Notices (`… already exists, skipping` from every start's
+                // migration check) are not news: only warnings reach the log.
+                opts.application_name("token-authority").options([
+                    (
+                        "statement_timeout",
+                        format!("{}ms", statement_timeout.as_millis()),
+                    ),
+                    ("client_min_messages", "warning".to_owned()),
+                ])
             });
         if backend == Backend::Sqlite {
             prepare_sqlite_file(&config.url)?;
@@ -224,6 +229,16 @@ impl Store {
         lock.commit().await?;
         migrated?;
         Ok(())
+    }
+
+    /// The migrations this build has that the database lacks, by name;
+    /// writes nothing (not even the migrations table).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        Ok(Migrator::get_pending_migrations_read_only(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
     }
 
     pub fn backend(&self) -> Backend {
