@@ -1,6 +1,6 @@
 //! The `token-authority` command line.
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::access::new_bearer_key;
 use crate::app::{bind, build_with_retry, listen_for_shutdown, shutdown_signal, App};
-use crate::config::Config;
+use crate::config::{Config, Loaded};
 use crate::domain::KeyInfo;
 use crate::storage::Store;
 use crate::telemetry;
@@ -18,8 +18,16 @@ use crate::verify::caller::Caller;
 use crate::verify::clock::{duration_millis, SystemClock};
 use crate::verify::keys::KeyAlgorithm;
 
+/// The version and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TA_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "token-authority", version, about = "gRPC token authority")]
+#[command(name = "token-authority", version = VERSION, about = "gRPC token authority")]
 pub struct Cli {
     /// TOML configuration file (settings not in it come from defaults and
     /// TOKEN_AUTHORITY_* environment variables).
@@ -60,6 +68,11 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// The configuration: check it, or print the defaults.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Delete expired and revoked state (what `serve` does every purge.interval).
     Purge {
         /// Run one purge, print what it deleted, and exit.
@@ -101,6 +114,15 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration (--config, TOKEN_AUTHORITY_* variables) and
+    /// list every problem; exits non-zero if there is one. Touches no database.
+    Check,
+    /// Print every setting with its default, as TOML.
+    Defaults,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CallersCommand {
     /// Print a new random bearer key, and the SHA-256 to put in
     /// `[[auth.callers]] key_sha256`. The key itself is shown only here.
@@ -108,11 +130,20 @@ pub enum CallersCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = Config::load(cli.config.as_deref())?;
+    if let Command::Config { command } = &cli.command {
+        return config_command(command, cli.config.as_deref(), cli.database_url);
+    }
+    let Loaded {
+        mut config,
+        warnings,
+    } = Config::load(cli.config.as_deref())?;
     if let Some(url) = cli.database_url {
         config.database.url = url;
     }
     telemetry::init_logging(&config.log);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let stopping = listen_for_shutdown().context("listening for signals")?;
     match cli.command {
         Command::Migrate => {
@@ -124,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await?;
             Ok(())
         }
+        Command::Config { .. } => Ok(()),
         Command::Purge { once } => purge(config, once, &stopping).await,
         Command::Keys { command } => keys(config, command).await,
         Command::Sidecar {
@@ -139,6 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if listeners.http_listen.is_some() {
                 config.http.listen = listeners.http_listen;
             }
+            config.check()?;
             crate::sidecar::run(config, listeners.insecure, &stopping).await?;
             Ok(())
         }
@@ -161,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.http.listen = listeners.http_listen;
             }
             let listen = config.listen;
+            config.check()?;
             config.check_exposure(listen, listeners.insecure)?;
             if !config.has_authentication() {
                 tracing::warn!("no callers configured: every local process may call every RPC; configure [[auth.callers]] before exposing this server");
@@ -182,8 +216,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `config check` and `config defaults`: before logging, which the
+/// configuration sets up, and without a database.
+fn config_command(
+    command: &ConfigCommand,
+    file: Option<&Path>,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Defaults => {
+            print!("{}", crate::config::defaults_toml());
+            Ok(())
+        }
+        ConfigCommand::Check => {
+            let mut inspection = Config::inspect(file);
+            if let (Some(config), Some(url)) = (inspection.config.as_mut(), database_url) {
+                config.database.url = url;
+            }
+            if let Some(config) = &inspection.config {
+                if let Err(e) = crate::access::Policy::new(&config.auth) {
+                    inspection.problems.push(e.to_string());
+                }
+                // What `serve` would refuse (without --insecure).
+                if let Err(e) = config.check_exposure(config.listen, false) {
+                    inspection.problems.push(e.to_string());
+                }
+            }
+            for warning in &inspection.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for problem in &inspection.problems {
+                eprintln!("error: {problem}");
+            }
+            let source = file
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "defaults and environment".into());
+            match inspection.problems.len() {
+                0 => {
+                    println!("{source}: configuration is valid");
+                    Ok(())
+                }
+                n => anyhow::bail!("{source}: {n} problem(s) in the configuration"),
+            }
+        }
+    }
+}
+
 async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
-    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let app = App::open(config, Arc::new(SystemClock)).await?;
     let operator = Caller {
         name: Arc::from(format!("cli:{}", whoami())),
         ..Caller::anonymous()
@@ -240,7 +320,7 @@ fn whoami() -> String {
 }
 
 async fn purge(config: Config, once: bool, stopping: &watch::Receiver<bool>) -> anyhow::Result<()> {
-    let app = App::build(config.clone(), Arc::new(SystemClock)).await?;
+    let app = App::open(config.clone(), Arc::new(SystemClock)).await?;
     if !once {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let purger = app.purger.clone();

@@ -3,14 +3,17 @@
 //! e.g. `TOKEN_AUTHORITY_DATABASE__URL`). Callers (`[[auth.callers]]`) are
 //! configured in the file.
 pub mod connections;
+mod defaults_toml;
+mod load;
 pub mod rate;
 pub mod tls;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+pub use defaults_toml::defaults_toml;
+pub use load::{Inspection, Loaded};
+
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::config::AuthConfig;
@@ -45,6 +48,7 @@ pub struct Config {
     /// keepalive, shutdown grace.
     pub connections: ConnectionsConfig,
     pub http: HttpConfig,
+    pub health: HealthConfig,
     pub sidecar: SidecarConfig,
     pub purge: PurgeConfig,
     pub telemetry: TelemetryConfig,
@@ -76,7 +80,7 @@ impl Default for KeysConfig {
         Self {
             algorithm: KeyAlgorithm::EdDsa,
             rotation_interval: Duration::from_secs(30 * 24 * 3600),
-            publish_ahead: Duration::from_secs(10 * 60),
+            publish_ahead: Duration::from_secs(20 * 60),
             kek_file: Some(PathBuf::from("token-authority.kek")),
         }
     }
@@ -136,6 +140,26 @@ impl Default for HttpConfig {
             listen: None,
             public_url: None,
             jwks_max_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Readiness (`/readyz`, gRPC health `readiness`) turns NOT_SERVING when
+    /// the replica's state was last read from the database longer ago than
+    /// this: the database is down, stalled or out of connections, so writes
+    /// would fail. Longer than `state_sync_interval` plus
+    /// `database.statement_timeout`, so that one slow read does not flap it.
+    #[serde(with = "humantime_serde")]
+    pub max_state_age: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            max_state_age: Duration::from_secs(5),
         }
     }
 }
@@ -328,6 +352,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             connections: ConnectionsConfig::default(),
             http: HttpConfig::default(),
+            health: HealthConfig::default(),
             sidecar: SidecarConfig::default(),
             purge: PurgeConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -375,40 +400,30 @@ impl Default for LogConfig {
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub(crate) String);
 
-/// What the kubelet injects for a Service named `token-authority` (service
-/// links are on by default): `TOKEN_AUTHORITY_PORT=tcp://…`,
-/// `TOKEN_AUTHORITY_PORT_50051_TCP_ADDR`, `TOKEN_AUTHORITY_SERVICE_HOST`, …
-/// (`key` without the prefix, lowercased). No setting is named like that.
-fn is_kubernetes_service_link(key: &str) -> bool {
-    key == "port" || key.starts_with("port_") || key.starts_with("service_")
+fn is_http_url(issuer: &str) -> bool {
+    ["https://", "http://"].iter().any(|scheme| {
+        issuer
+            .strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+    })
 }
 
 impl Config {
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(ConfigError(format!("{} does not exist", file.display())));
-            }
-            figment = figment.merge(Toml::file(file));
+    /// Every problem of the settings, or nothing.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("; ")))
         }
-        let config: Config = figment
-            .merge(
-                // KEK: read by the key store itself, never part of the config.
-                Env::prefixed("TOKEN_AUTHORITY_")
-                    .ignore(&["config", "kek"])
-                    .filter(|key| !is_kubernetes_service_link(&key.as_str().to_ascii_lowercase()))
-                    .split("__"),
-            )
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
-        config.check()?;
-        Ok(config)
     }
 
-    pub fn check(&self) -> Result<(), ConfigError> {
+    /// Every problem of the settings, each naming the setting.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         let t = &self.tokens;
         let positive = [
             ("tokens.access_ttl", t.access_ttl),
@@ -427,47 +442,54 @@ impl Config {
         ];
         for (name, value) in positive {
             if value.is_zero() {
-                return Err(ConfigError(format!("{name} must be greater than zero")));
+                problems.push(format!("{name} must be greater than zero"));
             }
         }
-        self.connections.check()?;
+        if let Err(e) = self.connections.check() {
+            problems.push(e.0);
+        }
         if t.issuer.is_empty() {
-            return Err(ConfigError("tokens.issuer must not be empty".into()));
+            problems.push("tokens.issuer must not be empty".to_owned());
         }
         if self.purge.batch_size == 0 {
-            return Err(ConfigError("purge.batch_size must be at least 1".into()));
+            problems.push("purge.batch_size must be at least 1".to_owned());
         }
         if self.database.max_connections == Some(0) {
-            return Err(ConfigError(
-                "database.max_connections must be at least 1".into(),
+            problems.push("database.max_connections must be at least 1".to_owned());
+        }
+        if self.health.max_state_age <= self.state_sync_interval {
+            problems.push(format!(
+                "health.max_state_age ({}) must be longer than state_sync_interval ({}): readiness would flap between two syncs",
+                humantime_serde::re::humantime::format_duration(self.health.max_state_age),
+                humantime_serde::re::humantime::format_duration(self.state_sync_interval),
+            ));
+        }
+        if self.http.listen.is_some() && !is_http_url(&t.issuer) {
+            problems.push(format!(
+                "tokens.issuer ({:?}) must be an http(s) URL when the HTTP listener is on: OpenID discovery clients fetch <issuer>/.well-known/openid-configuration and require its `issuer` to be that URL (set it to http.public_url, e.g. \"https://auth.example.internal\")",
+                t.issuer
             ));
         }
         if self.keys.publish_ahead < self.http.jwks_max_age {
-            return Err(ConfigError(format!(
+            problems.push(format!(
                 "keys.publish_ahead ({}) must be at least http.jwks_max_age ({}): a cached key set must know a key before tokens carry it",
                 humantime_serde::re::humantime::format_duration(self.keys.publish_ahead),
                 humantime_serde::re::humantime::format_duration(self.http.jwks_max_age),
-            )));
+            ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(ConfigError(
-                "tls.cert_file and tls.key_file go together".into(),
-            ));
+            problems.push("tls.cert_file and tls.key_file go together".to_owned());
         }
         if self.tls.client_ca_file.is_some() && !self.tls.is_enabled() {
-            return Err(ConfigError(
-                "tls.client_ca_file needs tls.cert_file and tls.key_file".into(),
-            ));
+            problems.push("tls.client_ca_file needs tls.cert_file and tls.key_file".to_owned());
         }
         let uses_identities = self.auth.callers.iter().any(|c| !c.identities.is_empty());
         if uses_identities && self.tls.client_ca_file.is_none() {
-            return Err(ConfigError(
-                "auth.callers with identities need tls.client_ca_file to verify client certificates".into(),
-            ));
+            problems.push("auth.callers with identities need tls.client_ca_file to verify client certificates".to_owned());
         }
         // The callers are checked where the access policy is built from
         // them (`access::Policy::new`), once, at start.
-        Ok(())
+        problems
     }
 
     /// Whether callers must authenticate (some caller is configured).
@@ -557,26 +579,6 @@ mod tests {
             tweak(&mut config);
             let error = config.check().expect_err(named).to_string();
             assert!(error.contains(named), "{named}: {error}");
-        }
-    }
-
-    #[test]
-    fn kubernetes_service_links_are_told_from_settings() {
-        for link in [
-            "port",
-            "port_50051_tcp_addr",
-            "service_host",
-            "service_port_grpc",
-        ] {
-            assert!(is_kubernetes_service_link(link), "{link}");
-        }
-        for setting in [
-            "listen",
-            "request_timeout",
-            "database__url",
-            "tokens__issuer",
-        ] {
-            assert!(!is_kubernetes_service_link(setting), "{setting}");
         }
     }
 }
