@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod access;
 mod bad_input;
+mod config_cli;
 mod common;
 mod connections;
 mod db_proxy;
@@ -11,6 +12,7 @@ mod ext_authz;
 mod faults;
 mod group_commit;
 mod grpcurl;
+mod health;
 mod interop;
 mod jwks;
 mod keys;

@@ -129,8 +129,21 @@ async fn kubernetes_service_link_variables_are_not_settings() {
             ("TOKEN_AUTHORITY_SERVICE_HOST", "10.96.0.12"),
             ("TOKEN_AUTHORITY_SERVICE_PORT", "50051"),
             ("TOKEN_AUTHORITY_SERVICE_PORT_GRPC", "50051"),
+            // A variable of someone else's (or a typo): left out, with a warning.
+            ("TOKEN_AUTHORITY_DATABSE__URL", "postgres://nowhere/db"),
+            // A setting: applied.
+            ("TOKEN_AUTHORITY_REQUEST_TIMEOUT", "4s"),
         ],
     )
     .await;
     issue_with(&mut replica.client(), "acme", "alice").await;
+    let log = replica.log();
+    assert!(
+        log.contains("ignoring environment variable TOKEN_AUTHORITY_DATABSE__URL"),
+        "{log}"
+    );
+    assert!(!log.contains("nowhere"), "the value is not logged: {log}");
+    for link in ["TOKEN_AUTHORITY_PORT", "TOKEN_AUTHORITY_SERVICE_HOST"] {
+        assert!(!log.contains(&format!("variable {link}")), "{link}: {log}");
+    }
 }
