@@ -6,6 +6,9 @@
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
 #   client generated from the Envoy protos, for ext_authz Check).
+# From npm, into tests/interop/node_modules (pinned by its package-lock.json):
+# - openid-client and jose, a Node relying party: OpenID discovery and JWKS
+#   verification of our access tokens.
 # And into .tools/, checked by scripts/test.sh:
 # - cargo-deny 0.20.2 from crates.io (licences, bans, sources: deny.toml),
 #   built with the pinned toolchain (it needs rustc 1.88 or later);
@@ -37,6 +40,14 @@ packages=(
 )
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null
+fi
+
+if ! cmp -s tests/interop/package-lock.json tests/interop/node_modules/.installed-lock.json; then
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  npm ci --prefix tests/interop --no-audit --no-fund --ignore-scripts >/dev/null
+  cp tests/interop/package-lock.json tests/interop/node_modules/.installed-lock.json
 fi
 
 stamp=.venv/.installed

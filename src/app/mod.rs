@@ -24,8 +24,8 @@ use crate::jobs::purge::{PurgePolicy, Purger};
 use crate::storage::{Store, StoreError};
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::transport::access_layer::AccessControl;
-use crate::transport::{health, http};
 use crate::transport::{self, GrpcServer, ServeError};
+use crate::transport::{health, http};
 use crate::verify::clock::SharedClock;
 
 /// How often each replica checks whether a scheduled key rotation is due.
@@ -107,7 +107,11 @@ impl App {
         Self::assemble(config, clock, Schema::MustBeCurrent).await
     }
 
-    async fn assemble(config: Config, clock: SharedClock, schema: Schema) -> Result<Self, AppError> {
+    async fn assemble(
+        config: Config,
+        clock: SharedClock,
+        schema: Schema,
+    ) -> Result<Self, AppError> {
         let telemetry = Telemetry::new(&config.telemetry)?;
         // The access policy first: a bad caller list ends the start before
         // anything touches the database.
@@ -192,10 +196,8 @@ impl App {
             shutdown.await;
             let _ = stop_servers.send(true);
         });
-        let health = health::authority_probe(
-            self.authority.clone(),
-            self.config.health.max_state_age,
-        );
+        let health =
+            health::authority_probe(self.authority.clone(), self.config.health.max_state_age);
         let http = http_listener
             .map(|listener| {
                 http::spawn(

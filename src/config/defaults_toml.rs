@@ -51,10 +51,7 @@ fn collect_unset(value: &Value, table: &str, unset: &mut BTreeMap<String, Vec<St
     let Value::Object(map) = value else { return };
     for (key, value) in map {
         match value {
-            Value::Null => unset
-                .entry(table.to_owned())
-                .or_default()
-                .push(key.clone()),
+            Value::Null => unset.entry(table.to_owned()).or_default().push(key.clone()),
             Value::Object(_) => {
                 let nested = if table.is_empty() {
                     key.clone()

@@ -87,7 +87,9 @@ async fn set(reporter: &HealthReporter, ready: bool, validate: bool) {
     for name in ["", READINESS, TOKEN_AUTHORITY] {
         reporter.set_service_status(name, status(ready)).await;
     }
-    reporter.set_service_status(VALIDATE, status(validate)).await;
+    reporter
+        .set_service_status(VALIDATE, status(validate))
+        .await;
 }
 
 /// The authority's probe: ready while its state was read from the database

@@ -130,13 +130,22 @@ async fn jwks(State(state): State<Arc<HttpState>>, request: HeaderMap) -> Respon
     (StatusCode::OK, headers, body).into_response()
 }
 
+/// OpenID Connect Discovery 1.0 metadata, for verifiers that find the key
+/// set through the issuer. Every field the specification requires is
+/// present. There is no authorization endpoint: it is empty, as SPIRE's
+/// OIDC discovery provider does, since strict parsers (cloud workload
+/// identity federation among them) refuse a document without it.
 async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
     let base = state.settings.public_url.trim_end_matches('/');
     let algorithms: std::collections::BTreeSet<&str> = ["EdDSA", "ES256"].into();
     let document = serde_json::json!({
         "issuer": state.settings.issuer,
         "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "authorization_endpoint": "",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope"],
     });
     (
         [

@@ -17,7 +17,7 @@ mod watch;
 pub(crate) use convert::{jwk_set_in, millis_of};
 pub use envoy_authz::{SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, TENANT_HEADER};
 pub use server::{
-    authority_routes, serve_authority, tls_config, validation_routes, GrpcServer,
-    ServeError, MAX_REQUEST_BYTES,
+    authority_routes, serve_authority, tls_config, validation_routes, GrpcServer, ServeError,
+    MAX_REQUEST_BYTES,
 };
 pub use service::TokenAuthorityService;

@@ -125,6 +125,23 @@ impl TestServer {
         Self::start_on(config, Arc::new(ManualClock::starting_now()), dir, None).await
     }
 
+    /// Like `start_with`, with the HTTP listener on `http_at` (known before
+    /// the config is, e.g. for an issuer URL naming it).
+    pub async fn start_with_http_at(
+        backend: Backend,
+        http_at: SocketAddr,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = Config::default();
+        config.database.url = database_url(backend, &dir).await;
+        config.keys.kek_file = Some(dir.path().join("token-authority.kek"));
+        tweak(&mut config);
+        let grpc_at = SocketAddr::from(([127, 0, 0, 1], 0));
+        let clock = Arc::new(ManualClock::starting_now());
+        Self::start_on(config, clock, dir, Some((grpc_at, http_at))).await
+    }
+
     /// Starts another server on the same database and clock (a restart).
     pub async fn restart(mut self) -> Self {
         self.stop().await;

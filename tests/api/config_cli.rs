@@ -66,7 +66,11 @@ listen = "127.0.0.1:8080"
         assert!(errors.contains(problem), "{problem} missing:\n{errors}");
     }
 
-    std::fs::write(dir.path().join("typo.toml"), "[tokens]\nacess_ttl = \"1m\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "[tokens]\nacess_ttl = \"1m\"\n",
+    )
+    .unwrap();
     let check = binary(&["--config", "typo.toml", "config", "check"], dir.path());
     assert!(!check.status.success());
     assert!(
@@ -96,7 +100,10 @@ fn version_names_the_git_revision() {
         .filter(|o| o.status.success())
         .map(|o| text(&o.stdout).trim().to_owned());
     match head {
-        Some(head) => assert!(version.contains(&format!("({head})")), "{version} vs {head}"),
+        Some(head) => assert!(
+            version.contains(&format!("({head})")),
+            "{version} vs {head}"
+        ),
         None => assert!(version.contains("(unknown)"), "{version}"),
     }
 }

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod access;
 mod bad_input;
-mod config_cli;
 mod common;
+mod config_cli;
 mod connections;
 mod db_proxy;
 mod expiry;
@@ -19,6 +19,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod logs;
+mod oidc;
 mod otlp;
 mod plans;
 mod processes;

@@ -156,14 +156,20 @@ mod tests {
         for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
             let (signer, keys) = signer(algorithm);
             let c = claims(NOW / 1000, NOW / 1000 + 900);
-            let claims_c = AccessClaims { iss: "iss".into(), ..c };
+            let claims_c = AccessClaims {
+                iss: "iss".into(),
+                ..c
+            };
             let token = sign(&signer, &claims_c).expect("sign");
             let verified = verify(&keys, "iss", &token, NOW, 0).expect("genuine");
             assert_eq!(verified.claims, claims_c);
             assert_eq!(verified.kid, signer.kid);
 
-            let [header, payload, signature]: [&str; 3] =
-                token.split('.').collect::<Vec<_>>().try_into().expect("3 parts");
+            let [header, payload, signature]: [&str; 3] = token
+                .split('.')
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("3 parts");
             let other_payload = b64(&serde_json::to_string(&AccessClaims {
                 sub: "mallory".into(),
                 ..claims_c.clone()
@@ -180,17 +186,46 @@ mod tests {
                 format!("{header}.{payload}."),
                 format!("{header}.{payload}"),
                 format!("{token}.x"),
-                format!("{}.{payload}.", b64(&format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#))),
-                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{other_alg}","typ":"at+jwt","kid":"{kid}"}}"#))),
-                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","kid":"{kid}"}}"#, algorithm.as_str()))),
-                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#, algorithm.as_str()))),
-                format!("{}.{payload}.{signature}", b64(&format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"nope"}}"#, algorithm.as_str()))),
+                format!(
+                    "{}.{payload}.",
+                    b64(&format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#))
+                ),
+                format!(
+                    "{}.{payload}.{signature}",
+                    b64(&format!(
+                        r#"{{"alg":"{other_alg}","typ":"at+jwt","kid":"{kid}"}}"#
+                    ))
+                ),
+                format!(
+                    "{}.{payload}.{signature}",
+                    b64(&format!(
+                        r#"{{"alg":"{}","kid":"{kid}"}}"#,
+                        algorithm.as_str()
+                    ))
+                ),
+                format!(
+                    "{}.{payload}.{signature}",
+                    b64(&format!(
+                        r#"{{"alg":"{}","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#,
+                        algorithm.as_str()
+                    ))
+                ),
+                format!(
+                    "{}.{payload}.{signature}",
+                    b64(&format!(
+                        r#"{{"alg":"{}","typ":"at+jwt","kid":"nope"}}"#,
+                        algorithm.as_str()
+                    ))
+                ),
                 "garbage".into(),
                 String::new(),
             ];
             for forged in &forgeries {
                 assert!(
-                    matches!(verify(&keys, "iss", forged, NOW, 0), Err(Error::TokenInvalid)),
+                    matches!(
+                        verify(&keys, "iss", forged, NOW, 0),
+                        Err(Error::TokenInvalid)
+                    ),
                     "{algorithm}: accepted {forged}"
                 );
             }
