@@ -691,4 +691,36 @@ EOF
 check_config "$work/configmap-config.toml" || fail "the ConfigMap's configuration does not load"
 ok "the ConfigMap's configuration passes the binary's loader"
 
+# ---------------------------------------------------------------- systemd
+step "systemd: deploy/systemd/token-authority.service"
+unit=deploy/systemd/token-authority.service
+grep -q '^ExecStart=/usr/local/bin/token-authority serve$' "$unit" || fail "ExecStart is not /usr/local/bin/token-authority serve"
+# verify wants the executable to exist: the same unit, with the binary
+# under test in its place.
+mkdir -p "$work/systemd"
+sed "s#/usr/local/bin/token-authority#$binary#" "$unit" >"$work/systemd/token-authority.service"
+verify=$(systemd-analyze verify "$work/systemd/token-authority.service" 2>&1) || fail "systemd-analyze verify: $verify"
+[ -z "$verify" ] || fail "systemd-analyze verify complains: $verify"
+ok "systemd-analyze verify: no complaint"
+security=$(systemd-analyze security --offline=yes "$work/systemd/token-authority.service" 2>&1) ||
+  fail "systemd-analyze security: $security"
+score=$(echo "$security" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+[ -n "$score" ] || fail "no exposure score in: $security"
+python3 -c "import sys; sys.exit(0 if float('$score') <= 2.0 else 1)" || fail "exposure $score > 2.0: $security"
+ok "systemd-analyze security --offline: exposure $score (at most 2.0 allowed); still open: $(echo "$security" | sed -n 's/^✗ \([^ ]*\).*/\1/p' | tr '\n' ' ')"
+# The settings the unit points at exist in the configuration.
+for var in $(sed -n 's/^Environment=\(TOKEN_AUTHORITY_[A-Z_]*\)=.*/\1/p' "$unit"); do
+  [ "$var" = TOKEN_AUTHORITY_CONFIG ] && continue
+  "$venv/bin/python" - "$var" <<'EOF' || fail "$unit sets $var, which names no setting"
+import sys, tomllib
+node = tomllib.load(open("deploy/token-authority.toml", "rb"))
+for part in sys.argv[1][len("TOKEN_AUTHORITY_"):].lower().split("__"):
+    node = node[part]
+EOF
+done
+grep -q '^TimeoutStopSec=20s$' "$unit" && grep -q '^shutdown_grace = "10s"$' "$config" ||
+  fail "TimeoutStopSec no longer matches connections.shutdown_grace"
+ok "its TOKEN_AUTHORITY_* variables name settings of the configuration; TimeoutStopSec covers shutdown_grace"
+note "not run: systemd is not PID 1 here, so the hardening (syscall filter, ProtectSystem, credentials) was checked statically only"
+
 printf '\ncheck-deploy: all checks passed in %ss\n' "$(($(date +%s) - started))"
