@@ -205,9 +205,11 @@ in_netns() { nsenter --net="/run/netns/$netns" -- "$@"; }
 # run_image NAME DATA_DIR ETC_DIR ENV... -- ARGS...: starts the image's
 # entrypoint with ARGS as a container runtime would, in the background
 # (server_pid). The root is read-only; /data is DATA_DIR; ETC_DIR (if not
-# "-") is mounted read-only on /etc/token-authority; /tmp is a tmpfs; /dev
-# has null, zero, random and urandom; /proc is the namespace's own. Only
-# the given variables are in the environment.
+# "-") is mounted read-only on /etc/token-authority; each "SRC:DST" of the
+# array `binds` is mounted read-only on DST; /tmp is a tmpfs; /dev has null,
+# zero, random and urandom; /proc is the namespace's own. Only the given
+# variables are in the environment.
+binds=()
 run_image() {
   local name=$1 data=$2 etc=$3
   shift 3
@@ -215,18 +217,27 @@ run_image() {
   while [ "$1" != -- ]; do env+=("$1"); shift; done
   shift
   mkdir -p "$root/etc/token-authority"
+  local bind
+  for bind in "${binds[@]}"; do
+    if [ -d "${bind%%:*}" ]; then mkdir -p "$root${bind#*:}"; else touch "$root${bind#*:}"; fi
+  done
   nsenter --net="/run/netns/$netns" -- unshare --mount --propagation private -- bash -c '
     set -e
-    root=$1 data=$2 etc=$3; shift 3
+    root=$1 data=$2 etc=$3 extra=$4; shift 4
     mount --bind "$root" "$root"
     mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
     mount -t tmpfs -o mode=0755,nosuid tmpfs "$root/dev"
     for d in null zero random urandom; do touch "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
     mount --bind "$data" "$root/data"
     if [ "$etc" != - ]; then mount --bind "$etc" "$root/etc/token-authority"; mount -o remount,bind,ro "$etc" "$root/etc/token-authority"; fi
+    while IFS=: read -r src dst; do
+      [ -n "$src" ] || continue
+      mount --bind "$src" "$root$dst"
+      mount -o remount,bind,ro "$src" "$root$dst"
+    done <<<"$extra"
     mount -o remount,bind,ro "$root" "$root"
     exec "$@"
-  ' run-image "$root" "$data" "$etc" \
+  ' run-image "$root" "$data" "$etc" "$(printf '%s\n' "${binds[@]}")" \
     env -i "${env[@]}" /usr/bin/unshare --pid --fork --mount-proc=/proc --root="$root" --wd=/data \
     --setuid 65532 --setgid 65532 -- /usr/local/bin/token-authority "$@" \
     >"$work/$name.log" 2>&1 &
@@ -311,6 +322,99 @@ check_identity() { # check_identity PID: runs as 65532 with no capabilities
   grep -Eq '^CapPrm:\s+0+$' "$status" || fail "capabilities: $(grep ^CapPrm "$status")"
 }
 
+# exercise_example RUN: the server started by run_image with the example
+# configuration: probes, key set, discovery, health, each caller's RPCs and
+# refusals, then SIGTERM.
+G() { # G CALLER ARGS...: grpcurl over mutual TLS as CALLER
+  local who=$1
+  shift
+  in_netns "$grpcurl" -max-time 10 -cacert "$pki/ca.crt" -cert "$pki/$who.crt" -key "$pki/$who.key" "$@"
+}
+A=127.0.0.1:50051
+S=token_authority.v1.TokenAuthority
+exercise_example() {
+local run=$1 child code health issued at valid keys out service
+child=$(server_child) || fail "the server did not start"
+wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
+check_identity "$child"
+ok "serving as uid/gid 65532, no supplementary groups, no capabilities (PID $child in its own PID, mount and network namespaces)"
+probe /livez
+probe /readyz
+code=$(http_status /.well-known/jwks.json)
+[ "$code" = 200 ] || fail "/.well-known/jwks.json answers $code"
+python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["keys"]; assert k and all(x.get("kid") for x in k), k' "$work/body" ||
+  fail "JWKS without keys: $(cat "$work/body")"
+ok "/.well-known/jwks.json has the signing key"
+code=$(http_status /.well-known/openid-configuration)
+[ "$code" = 200 ] || fail "openid-configuration answers $code"
+python3 - "$work/body" <<'EOF' || fail "openid-configuration: $(cat "$work/body")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["issuer"] == "https://auth.example.internal", d
+assert d["jwks_uri"] == "https://auth.example.internal/.well-known/jwks.json", d
+EOF
+ok "discovery: issuer and jwks_uri from tokens.issuer and http.public_url"
+code=$(http_status /metrics)
+case "$code" in
+  200) ok "/metrics 200" ;;
+  404) note "/metrics is 404 in this binary (the contract adds it)" ;;
+  *) fail "/metrics answers $code" ;;
+esac
+
+G login $A list | grep -qx "$S" || fail "reflection does not list $S"
+ok "reflection over mutual TLS lists $S"
+health=$(G stranger -d '{}' $A grpc.health.v1.Health/Check) || fail "health check failed"
+echo "$health" | grep -q SERVING || fail "health: $health"
+ok "grpc.health.v1 Check \"\": SERVING (open to any certificate from the clients' CA)"
+for service in liveness readiness validate; do
+  if out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1); then
+    echo "$out" | grep -q '"SERVING"' || fail "health $service: $out"
+    ok "grpc health \"$service\": SERVING"
+  elif echo "$out" | grep -q NotFound; then
+    note "grpc health service \"$service\" unknown to this binary (the contract adds it)"
+  else
+    fail "health $service: $out"
+  fi
+done
+issued=$(G login -d '{"tenant_id":"acme","subject":"alice","audience":"api","scopes":["read"]}' $A $S/Issue) ||
+  fail "Issue as login failed: $issued"
+at=$(echo "$issued" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
+ok "Issue as 'login' (client certificate spiffe://example.internal/ns/prod/sa/login)"
+valid=$(G mesh -d "{\"access_token\":\"$at\",\"expected_audience\":\"api\"}" $A $S/Validate) ||
+  fail "Validate as mesh failed: $valid"
+echo "$valid" | grep -q '"alice"' || fail "Validate: $valid"
+ok "Validate as 'mesh': subject alice"
+keys=$(G ops -d '{}' $A token_authority.v1.Admin/ListSigningKeys) || fail "ListSigningKeys as ops: $keys"
+echo "$keys" | grep -q '"kid"' || fail "ListSigningKeys: $keys"
+ok "Admin/ListSigningKeys as 'ops'"
+if out=$(G login -d '{}' $A token_authority.v1.Admin/ListSigningKeys 2>&1); then
+  fail "login may list signing keys: $out"
+fi
+echo "$out" | grep -q PermissionDenied || fail "login listing keys: $out"
+if out=$(G stranger -d "{\"access_token\":\"$at\"}" $A $S/Validate 2>&1); then
+  fail "an unknown certificate may validate: $out"
+fi
+echo "$out" | grep -q Unauthenticated || fail "stranger validating: $out"
+if out=$(in_netns "$grpcurl" -max-time 5 -cacert "$pki/ca.crt" -d '{}' $A grpc.health.v1.Health/Check 2>&1); then
+  fail "a connection without a client certificate was served (tls.client_auth = required): $out"
+fi
+ok "refused: 'login' calling Admin (PermissionDenied), an unknown identity (Unauthenticated), no client certificate (TLS)"
+served_child=$child
+}
+
+# finish_example RUN: SIGTERM, a clean exit, and a clean log.
+finish_example() {
+  local run=$1
+  stop_server "$served_child" "$run"
+  grep -q '"stopped"' "$work/$run.log" || fail "no 'stopped' in the log: $(tail -5 "$work/$run.log")"
+  if grep -q '"level":"ERROR"' "$work/$run.log"; then fail "errors logged: $(grep '"level":"ERROR"' "$work/$run.log")"; fi
+  ok "SIGTERM: clean exit 0; JSON logs (log.json = true), no ERROR line"
+  local warnings
+  warnings=$(grep '"level":"WARN"' "$work/$run.log" | python3 -c 'import json,sys; print("; ".join(sorted({m for m in (json.loads(l)["fields"]["message"] for l in sys.stdin) if m != "request refused"})))' || true)
+  # The refusals above are logged (and audited) as "request refused".
+  [ -z "$warnings" ] || note "warnings logged: $warnings"
+}
+
 step "image run 1: the example configuration, mutual TLS, SQLite in /data"
 pki=$work/etc/tls
 mkdir -p "$pki"
@@ -350,82 +454,8 @@ run_image run1 "$data1" "$work/etc" \
   TOKEN_AUTHORITY_DATABASE__URL=sqlite:///data/token-authority.db \
   "TOKEN_AUTHORITY_KEK=$(head -c 32 /dev/urandom | base64)" \
   -- serve
-child=$(server_child) || fail "the server did not start"
-wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
-check_identity "$child"
-ok "serving as uid/gid 65532, no supplementary groups, no capabilities (PID $child in its own PID, mount and network namespaces)"
-probe /livez
-probe /readyz
-code=$(http_status /.well-known/jwks.json)
-[ "$code" = 200 ] || fail "/.well-known/jwks.json answers $code"
-python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["keys"]; assert k and all(x.get("kid") for x in k), k' "$work/body" ||
-  fail "JWKS without keys: $(cat "$work/body")"
-ok "/.well-known/jwks.json has the signing key"
-code=$(http_status /.well-known/openid-configuration)
-[ "$code" = 200 ] || fail "openid-configuration answers $code"
-python3 - "$work/body" <<'EOF' || fail "openid-configuration: $(cat "$work/body")"
-import json, sys
-d = json.load(open(sys.argv[1]))
-assert d["issuer"] == "https://auth.example.internal", d
-assert d["jwks_uri"] == "https://auth.example.internal/.well-known/jwks.json", d
-EOF
-ok "discovery: issuer and jwks_uri from tokens.issuer and http.public_url"
-code=$(http_status /metrics)
-case "$code" in
-  200) ok "/metrics 200" ;;
-  404) note "/metrics is 404 in this binary (the contract adds it)" ;;
-  *) fail "/metrics answers $code" ;;
-esac
-
-G() { # G CALLER ARGS...: grpcurl over mutual TLS as CALLER
-  local who=$1
-  shift
-  in_netns "$grpcurl" -max-time 10 -cacert "$pki/ca.crt" -cert "$pki/$who.crt" -key "$pki/$who.key" "$@"
-}
-A=127.0.0.1:50051
-S=token_authority.v1.TokenAuthority
-G login $A list | grep -qx "$S" || fail "reflection does not list $S"
-ok "reflection over mutual TLS lists $S"
-health=$(G stranger -d '{}' $A grpc.health.v1.Health/Check) || fail "health check failed"
-echo "$health" | grep -q SERVING || fail "health: $health"
-ok "grpc.health.v1 Check \"\": SERVING (open to any certificate from the clients' CA)"
-for service in liveness readiness validate; do
-  if out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1); then
-    echo "$out" | grep -q '"SERVING"' || fail "health $service: $out"
-    ok "grpc health \"$service\": SERVING"
-  elif echo "$out" | grep -q NotFound; then
-    note "grpc health service \"$service\" unknown to this binary (the contract adds it)"
-  else
-    fail "health $service: $out"
-  fi
-done
-issued=$(G login -d '{"tenant_id":"acme","subject":"alice","audience":"api","scopes":["read"]}' $A $S/Issue) ||
-  fail "Issue as login failed: $issued"
-at=$(echo "$issued" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
-ok "Issue as 'login' (client certificate spiffe://example.internal/ns/prod/sa/login)"
-valid=$(G mesh -d "{\"access_token\":\"$at\",\"expected_audience\":\"api\"}" $A $S/Validate) ||
-  fail "Validate as mesh failed: $valid"
-echo "$valid" | grep -q '"alice"' || fail "Validate: $valid"
-ok "Validate as 'mesh': subject alice"
-keys=$(G ops -d '{}' $A token_authority.v1.Admin/ListSigningKeys) || fail "ListSigningKeys as ops: $keys"
-echo "$keys" | grep -q '"kid"' || fail "ListSigningKeys: $keys"
-ok "Admin/ListSigningKeys as 'ops'"
-if out=$(G login -d '{}' $A token_authority.v1.Admin/ListSigningKeys 2>&1); then
-  fail "login may list signing keys: $out"
-fi
-echo "$out" | grep -q PermissionDenied || fail "login listing keys: $out"
-if out=$(G stranger -d "{\"access_token\":\"$at\"}" $A $S/Validate 2>&1); then
-  fail "an unknown certificate may validate: $out"
-fi
-echo "$out" | grep -q Unauthenticated || fail "stranger validating: $out"
-if out=$(in_netns "$grpcurl" -max-time 5 -cacert "$pki/ca.crt" -d '{}' $A grpc.health.v1.Health/Check 2>&1); then
-  fail "a connection without a client certificate was served (tls.client_auth = required): $out"
-fi
-ok "refused: 'login' calling Admin (PermissionDenied), an unknown identity (Unauthenticated), no client certificate (TLS)"
-stop_server "$child" run1
-grep -q '"stopped"' "$work/run1.log" || fail "no 'stopped' in the log: $(tail -5 "$work/run1.log")"
-grep -q '"level":"ERROR"' "$work/run1.log" && fail "errors logged: $(grep '"level":"ERROR"' "$work/run1.log")"
-ok "SIGTERM: clean exit 0; JSON logs (log.json = true), no ERROR line"
+exercise_example run1
+finish_example run1
 written=$(cd "$data1" && ls | tr '\n' ' ')
 [ -f "$data1/token-authority.db" ] || fail "no database in /data: $written"
 ok "wrote only to /data (the root is read-only): $written"
