@@ -45,12 +45,18 @@ note() { printf '   note: %s\n' "$*"; }
 fail() { printf 'check-deploy: FAIL: %s\n' "$*" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/ta-check-deploy.XXXXXX)
+chmod 0711 "$work"   # the postgres user reaches its own directory in it
 netns=""
 server_pid=""   # the namespaced server's launcher (unshare), started by us
 buildah_args=(--storage-driver vfs --root "$work/storage" --runroot "$work/run")
 buildah_ctr=""
+pg_data=""      # a PostgreSQL we started (run 3)
+pg_bin=${TA_TEST_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
 cleanup() {
   local status=$?
+  if [ -n "$pg_data" ] && [ -f "$pg_data/postmaster.pid" ]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" stop -m immediate -D "$pg_data" >/dev/null 2>&1 || true
+  fi
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     # unshare --fork: killing its child, PID 1 of the namespace, ends every
     # process in it.
@@ -99,6 +105,12 @@ need unshare util-linux
 need nsenter util-linux
 need buildah buildah
 need systemd-analyze systemd
+if [ ! -x "$pg_bin/initdb" ]; then
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  echo "   installing postgresql-15"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 # A venv of our own for the Python tools (PyYAML comes with
 # kubernetes-validate).
 venv=target/check-deploy/venv
@@ -361,16 +373,17 @@ case "$code" in
   *) fail "/metrics answers $code" ;;
 esac
 
-G login $A list | grep -qx "$S" || fail "reflection does not list $S"
+out=$(G login $A list) || fail "reflection: $out"
+grep -qx "$S" <<<"$out" || fail "reflection does not list $S: $out"
 ok "reflection over mutual TLS lists $S"
 health=$(G stranger -d '{}' $A grpc.health.v1.Health/Check) || fail "health check failed"
-echo "$health" | grep -q SERVING || fail "health: $health"
+grep -q SERVING <<<"$health" || fail "health: $health"
 ok "grpc.health.v1 Check \"\": SERVING (open to any certificate from the clients' CA)"
 for service in liveness readiness validate; do
   if out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1); then
-    echo "$out" | grep -q '"SERVING"' || fail "health $service: $out"
+    grep -q '"SERVING"' <<<"$out" || fail "health $service: $out"
     ok "grpc health \"$service\": SERVING"
-  elif echo "$out" | grep -q NotFound; then
+  elif grep -q NotFound <<<"$out"; then
     note "grpc health service \"$service\" unknown to this binary (the contract adds it)"
   else
     fail "health $service: $out"
@@ -382,19 +395,19 @@ at=$(echo "$issued" | python3 -c 'import json,sys; print(json.load(sys.stdin)["t
 ok "Issue as 'login' (client certificate spiffe://example.internal/ns/prod/sa/login)"
 valid=$(G mesh -d "{\"access_token\":\"$at\",\"expected_audience\":\"api\"}" $A $S/Validate) ||
   fail "Validate as mesh failed: $valid"
-echo "$valid" | grep -q '"alice"' || fail "Validate: $valid"
+grep -q '"alice"' <<<"$valid" || fail "Validate: $valid"
 ok "Validate as 'mesh': subject alice"
 keys=$(G ops -d '{}' $A token_authority.v1.Admin/ListSigningKeys) || fail "ListSigningKeys as ops: $keys"
-echo "$keys" | grep -q '"kid"' || fail "ListSigningKeys: $keys"
+grep -q '"kid"' <<<"$keys" || fail "ListSigningKeys: $keys"
 ok "Admin/ListSigningKeys as 'ops'"
 if out=$(G login -d '{}' $A token_authority.v1.Admin/ListSigningKeys 2>&1); then
   fail "login may list signing keys: $out"
 fi
-echo "$out" | grep -q PermissionDenied || fail "login listing keys: $out"
+grep -q PermissionDenied <<<"$out" || fail "login listing keys: $out"
 if out=$(G stranger -d "{\"access_token\":\"$at\"}" $A $S/Validate 2>&1); then
   fail "an unknown certificate may validate: $out"
 fi
-echo "$out" | grep -q Unauthenticated || fail "stranger validating: $out"
+grep -q Unauthenticated <<<"$out" || fail "stranger validating: $out"
 if out=$(in_netns "$grpcurl" -max-time 5 -cacert "$pki/ca.crt" -d '{}' $A grpc.health.v1.Health/Check 2>&1); then
   fail "a connection without a client certificate was served (tls.client_auth = required): $out"
 fi
@@ -434,9 +447,11 @@ mkdir -p "$pki"
   leaf mesh "URI:spiffe://example.internal/ns/mesh/sa/token-sidecar" clientAuth
   leaf ops "URI:spiffe://example.internal/ns/ops/sa/key-admin" clientAuth
   leaf stranger "URI:spiffe://example.internal/ns/other/sa/nobody" clientAuth
+  leaf postgres "DNS:postgres.example.internal" serverAuth
   cp server.crt tls.crt
   cp server.key tls.key
   cp ca.crt clients-ca.crt
+  cp ca.crt postgres-ca.crt
   rm -f ./*.csr ./*.ext ./*.srl
 )
 # As Kubernetes lays out a Secret volume with fsGroup: root-owned, group
@@ -470,16 +485,14 @@ chmod 0700 "$data2"
 run_image run2 "$data2" - -- serve --http-listen 127.0.0.1:8080
 child=$(server_child) || fail "the server did not start"
 wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
-in_netns "$grpcurl" -plaintext -max-time 5 -d '{}' 127.0.0.1:50051 grpc.health.v1.Health/Check | grep -q SERVING ||
+out=$(in_netns "$grpcurl" -plaintext -max-time 5 -d '{}' 127.0.0.1:50051 grpc.health.v1.Health/Check || true)
+grep -q SERVING <<<"$out" ||
   fail "plaintext health check on the defaults"
 stop_server "$child" run2
 [ -f "$data2/token-authority.db" ] && [ -f "$data2/token-authority.kek" ] ||
   fail "defaults did not keep their state in /data: $(ls -la "$data2")"
 [ "$(stat -c %a:%u "$data2/token-authority.kek")" = 600:65532 ] || fail "KEK file: $(stat -c %a:%u "$data2/token-authority.kek")"
 ok "the defaults keep the SQLite database and a generated KEK (0600, uid 65532) in /data; health SERVING on loopback"
-buildah "${buildah_args[@]}" umount "$buildah_ctr" >/dev/null
-ip netns delete "$netns"
-netns=""
 
 # ---------------------------------------------------------------- kubernetes
 step "kubernetes: deploy/kubernetes"
@@ -752,5 +765,98 @@ grep -q '^TimeoutStopSec=20s$' "$unit" && grep -q '^shutdown_grace = "10s"$' "$c
   fail "TimeoutStopSec no longer matches connections.shutdown_grace"
 ok "its TOKEN_AUTHORITY_* variables name settings of the configuration; TimeoutStopSec covers shutdown_grace"
 note "not run: systemd is not PID 1 here, so the hardening (syscall filter, ProtectSystem, credentials) was checked statically only"
+
+step "image run 3: PostgreSQL over verified TLS, secrets as the systemd unit passes them"
+# PostgreSQL 15 in the same network namespace, as postgres.example.internal
+# (the example config's URL, unchanged): TLS with the throwaway CA,
+# scram-sha-256 password for token_authority.
+pg_dir=$work/postgres
+mkdir -p "$pg_dir"
+cp "$pki/postgres.crt" "$pki/postgres.key" "$pg_dir/"
+chown -R postgres "$pg_dir"
+chmod 0600 "$pg_dir/postgres.key"
+runuser -u postgres -- "$pg_bin/initdb" --auth-local=trust --auth-host=scram-sha-256 -U postgres -E UTF8 \
+  -D "$pg_dir/data" >/dev/null
+pg_data=$pg_dir/data
+pg_start() {
+  in_netns runuser -u postgres -- "$pg_bin/pg_ctl" start -w -t 30 -D "$pg_data" -l "$pg_dir/server.log" \
+    -o "-c listen_addresses=127.0.0.1 -c port=5432 -c unix_socket_directories=$pg_dir -c ssl=on -c ssl_cert_file=$pg_dir/postgres.crt -c ssl_key_file=$pg_dir/postgres.key -c fsync=off" \
+    >/dev/null || fail "PostgreSQL did not start: $(tail -5 "$pg_dir/server.log")"
+}
+pg_start
+pg_password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+runuser -u postgres -- "$pg_bin/psql" -q -h "$pg_dir" -U postgres -v ON_ERROR_STOP=1 \
+  -c "CREATE ROLE token_authority LOGIN PASSWORD '$pg_password'" \
+  -c "CREATE DATABASE token_authority OWNER token_authority" >/dev/null
+ok "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on postgres.example.internal:5432 (TLS, scram-sha-256)"
+# The credentials the unit loads, as systemd lays them out in %d: owned by
+# the service's user, 0400. The variables are the unit's Environment=
+# lines, %d expanded.
+credentials=/run/credentials/token-authority.service
+cred=$work/credentials
+mkdir -p "$cred"
+for name in $(sed -n 's/^LoadCredential=\([^:]*\):.*/\1/p' "$unit"); do
+  case $name in
+    kek) head -c 32 /dev/urandom | base64 >"$cred/kek" ;;
+    pgpass) echo "postgres.example.internal:5432:token_authority:token_authority:$pg_password" >"$cred/pgpass" ;;
+    tls.key) cp "$pki/tls.key" "$cred/tls.key" ;;
+    *) fail "the unit loads a credential this check does not know: $name" ;;
+  esac
+done
+chown -R 65532:65532 "$cred"
+chmod 0400 "$cred"/*
+chmod 0500 "$cred"
+unit_env=()
+while IFS= read -r line; do
+  unit_env+=("${line//%d/$credentials}")
+done < <(sed -n 's/^Environment=//p' "$unit")
+# The example's tls.key_file stays in place too (mode 0440): the unit's
+# TOKEN_AUTHORITY_TLS__KEY_FILE must be what is used, so hide it.
+rm -f "$pki/tls.key"
+echo "127.0.0.1 localhost postgres.example.internal" >"$work/hosts"
+data3=$work/data3
+mkdir -p "$data3"
+chown 65532:65532 "$data3"
+chmod 0700 "$data3"
+binds=("$cred:$credentials" "$work/hosts:/etc/hosts")
+run_image run3 "$data3" "$work/etc" "${unit_env[@]}" -- serve
+binds=()
+exercise_example run3
+grep -q '"origin":"File(\\"/run/credentials/token-authority.service/kek\\")"\|/run/credentials/token-authority.service/kek' "$work/run3.log" ||
+  fail "the KEK was not read from the credential: $(grep -i 'key-encryption' "$work/run3.log")"
+ok "KEK, pgpass and TLS key read from the unit's credentials ($(echo "${unit_env[@]}" | tr ' ' '\n' | grep -c =) variables from its Environment= lines)"
+# A database outage: readiness goes, liveness and Validate stay (what the
+# Kubernetes probes rely on). Needs /readyz.
+if [ "$(http_status /readyz)" = 404 ]; then
+  note "database outage not checked: this binary has no /readyz"
+else
+  runuser -u postgres -- "$pg_bin/pg_ctl" stop -m fast -D "$pg_data" >/dev/null
+  deadline=$(($(date +%s) + 20))
+  until [ "$(http_status /readyz)" = 503 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "/readyz still $(http_status /readyz) 20 s into a database outage"
+    sleep 0.5
+  done
+  [ "$(http_status /livez)" = 200 ] || fail "/livez is not 200 during a database outage"
+  G mesh -d "{\"access_token\":\"$at\",\"expected_audience\":\"api\"}" $A $S/Validate >/dev/null ||
+    fail "Validate failed during a database outage"
+  ok "database down: /readyz 503, /livez 200, Validate still answers"
+  pg_start
+  deadline=$(($(date +%s) + 30))
+  until [ "$(http_status /readyz)" = 200 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "/readyz not back to 200 30 s after the database returned"
+    sleep 0.5
+  done
+  ok "database back: /readyz 200"
+fi
+finish_example run3
+written=$(cd "$data3" && ls | tr '\n' ' ')
+[ -z "$written" ] || fail "wrote to /data with PostgreSQL: $written"
+ok "nothing written to /data: with PostgreSQL the container needs no volume"
+runuser -u postgres -- "$pg_bin/pg_ctl" stop -m fast -D "$pg_data" >/dev/null
+pg_data=""
+
+buildah "${buildah_args[@]}" umount "$buildah_ctr" >/dev/null
+ip netns delete "$netns"
+netns=""
 
 printf '\ncheck-deploy: all checks passed in %ss\n' "$(($(date +%s) - started))"
