@@ -32,7 +32,6 @@
 # temporary file is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 started=$(date +%s)
 
 binary=${1:-target/debug/token-authority}
@@ -85,7 +84,7 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 # ---------------------------------------------------------------- tools
 step "tools"
@@ -260,8 +259,8 @@ run_image() {
 # launcher has become unshare (before that, bash runs the mounts) and the
 # child has exec'd the binary.
 server_child() {
-  local i c
-  for i in $(seq 1 100); do
+  local c
+  for _ in $(seq 1 100); do
     kill -0 "$server_pid" 2>/dev/null || return 1
     if [ "$(cat "/proc/$server_pid/comm" 2>/dev/null)" = unshare ]; then
       c=$(cat "/proc/$server_pid/task/$server_pid/children" 2>/dev/null || true)
@@ -310,9 +309,9 @@ probe() {
 
 # stop_server: SIGTERM to the server, then at most 20 s for a clean exit.
 stop_server() {
-  local child=$1 i
+  local child=$1
   kill -TERM "$child"
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -345,7 +344,7 @@ G() { # G CALLER ARGS...: grpcurl over mutual TLS as CALLER
 A=127.0.0.1:50051
 S=token_authority.v1.TokenAuthority
 exercise_example() {
-local run=$1 child code health issued at valid keys out service
+local run=$1 child code health issued valid keys out service  # `at` (the access token) stays set for the caller
 child=$(server_child) || fail "the server did not start"
 wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
 check_identity "$child"
@@ -480,19 +479,23 @@ data2=$work/data2
 mkdir -p "$data2"
 chown 65532:65532 "$data2"
 chmod 0700 "$data2"
-# Loopback is the default listen address: reachable from inside the
-# container's network namespace only, as the Containerfile says.
-run_image run2 "$data2" - -- serve --http-listen 127.0.0.1:8080
+# The image's CMD as it is: `serve`, nothing else. Loopback is the default
+# listen address, reachable from inside the container's network namespace
+# only, as the Containerfile says; no HTTP listener by default.
+run_image run2 "$data2" - -- serve
 child=$(server_child) || fail "the server did not start"
-wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
-out=$(in_netns "$grpcurl" -plaintext -max-time 5 -d '{}' 127.0.0.1:50051 grpc.health.v1.Health/Check || true)
-grep -q SERVING <<<"$out" ||
-  fail "plaintext health check on the defaults"
+deadline=$(($(date +%s) + 30))
+until out=$(in_netns "$grpcurl" -plaintext -max-time 2 -d '{}' 127.0.0.1:50051 grpc.health.v1.Health/Check 2>&1) &&
+  grep -q SERVING <<<"$out"; do
+  kill -0 "$server_pid" 2>/dev/null || fail "the server exited"
+  [ "$(date +%s)" -lt "$deadline" ] || fail "no SERVING from gRPC health within 30 s: $out"
+  sleep 0.2
+done
 stop_server "$child" run2
 [ -f "$data2/token-authority.db" ] && [ -f "$data2/token-authority.kek" ] ||
   fail "defaults did not keep their state in /data: $(ls -la "$data2")"
 [ "$(stat -c %a:%u "$data2/token-authority.kek")" = 600:65532 ] || fail "KEK file: $(stat -c %a:%u "$data2/token-authority.kek")"
-ok "the defaults keep the SQLite database and a generated KEK (0600, uid 65532) in /data; health SERVING on loopback"
+ok "CMD [serve] alone: gRPC health SERVING on loopback; the SQLite database and a generated KEK (0600, uid 65532) in /data"
 
 # ---------------------------------------------------------------- kubernetes
 step "kubernetes: deploy/kubernetes"
