@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks the deployment recipes under deploy/ against a built binary:
 #   scripts/check-deploy.sh [BINARY]        (default target/debug/token-authority)
+#   scripts/check-deploy.sh --write-configmap   (deploy/kubernetes/configmap.yaml
+#                                               from deploy/token-authority.toml)
 #
 # 1. config: deploy/token-authority.toml passes the binary's own loader.
 # 2. image: the Containerfile's final stage is built with buildah (no
@@ -33,6 +35,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
+
+configmap_head='# deploy/token-authority.toml, verbatim (scripts/check-deploy.sh fails when
+# they differ; regenerate this file with scripts/check-deploy.sh
+# --write-configmap). The server reads it once at start: after a change,
+# `kubectl rollout restart deployment/token-authority`.
+# In the Deployment, TOKEN_AUTHORITY_DATABASE__URL and TOKEN_AUTHORITY_KEK
+# come from the Secret token-authority-secrets and replace database.url and
+# keys.kek_file; the TLS files are mounted at /etc/token-authority/tls.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: token-authority-config
+  labels:
+    app.kubernetes.io/name: token-authority
+data:
+  token-authority.toml: |'
+if [ "${1:-}" = --write-configmap ]; then
+  {
+    echo "$configmap_head"
+    sed 's/^\(.\)/    \1/' deploy/token-authority.toml
+  } >deploy/kubernetes/configmap.yaml
+  echo "wrote deploy/kubernetes/configmap.yaml"
+  exit 0
+fi
 
 binary=${1:-target/debug/token-authority}
 [ -x "$binary" ] || { echo "check-deploy: no executable $binary (build it first)" >&2; exit 1; }
@@ -159,6 +185,33 @@ if "$binary" help config >/dev/null 2>&1; then
   ok "token-authority config check accepts it"
 else
   ok "loaded by 'keys list' on a throwaway SQLite (this binary has no 'config check' yet)"
+fi
+
+if "$binary" config defaults >"$work/defaults.toml" 2>/dev/null; then
+  python3 - "$work/defaults.toml" "$config" <<'EOF' || fail "$config lacks sections of 'config defaults'"
+import re, sys, tomllib
+defaults = tomllib.load(open(sys.argv[1], "rb"))
+text = open(sys.argv[2]).read()
+example = tomllib.loads(text)
+# A section is there when it is a table of the example, or a commented
+# "# [section]" header (a section the binary on hand may not know yet).
+commented = set(re.findall(r"^# \[([a-z_.]+)\]$", text, re.M))
+missing, keys = [], []
+for section, value in defaults.items():
+    if not isinstance(value, dict):
+        continue
+    if section not in example and section not in commented:
+        missing.append(section)
+        continue
+    for key in value:
+        if key not in example.get(section, {}) and not re.search(rf"^# ?{key} = ", text, re.M):
+            keys.append(f"{section}.{key}")
+if keys:
+    print("   note: keys of 'config defaults' not shown in the example:", ", ".join(keys))
+if missing:
+    sys.exit("sections of 'config defaults' missing from the example: " + ", ".join(missing))
+print("   ok: every section of 'config defaults' is in the example")
+EOF
 fi
 
 # ---------------------------------------------------------------- image
@@ -562,7 +615,7 @@ check(resources == files, f"kustomization resources {sorted(resources)} != manif
 # The ConfigMap holds the example configuration verbatim.
 cm = get("ConfigMap", "token-authority-config")
 check(cm.get("data", {}).get("token-authority.toml") == config_text,
-      "configmap.yaml does not hold deploy/token-authority.toml verbatim")
+      "configmap.yaml does not hold deploy/token-authority.toml verbatim: run scripts/check-deploy.sh --write-configmap")
 (work / "configmap-config.toml").write_text(cm.get("data", {}).get("token-authority.toml", ""))
 
 def port_of(address):
