@@ -6,10 +6,10 @@
 #
 # 1. config: deploy/token-authority.toml passes the binary's own loader
 #    and has every section of `config defaults` (where the binary has it).
-# 2. image: the Containerfile's final stage is built with buildah (no
-#    daemon; vfs storage, chroot isolation) from BINARY (debug info
-#    stripped) laid out by deploy/container/make-rootfs.sh, as the builder
-#    stage does; its metadata is checked (user, entrypoint, ports, volume,
+# 2. image: deploy/Containerfile is built with buildah (no daemon; vfs
+#    storage, chroot isolation), both stages, the builder's base image
+#    replaced by a stand-in whose `cargo` copies BINARY (debug info
+#    stripped) instead of compiling; its metadata is checked (user, entrypoint, ports, volume,
 #    no ENV), then its root file system is run as a container runtime
 #    would: its own network, PID and mount namespaces, the root read-only,
 #    /data a separate directory, uid 65532 with no capabilities. Run 1: the
@@ -29,8 +29,9 @@
 #    Environment= lines as the variables; then, where the binary has
 #    /readyz, a database outage (readiness drops, liveness and Validate
 #    stay).
-# Not exercised: the builder stage (its base image cannot be pulled here),
-# a real container engine or cluster, the unit under a running systemd.
+# Not exercised: the real builder base image and compile (it cannot be
+# pulled here), a real container engine or cluster, the unit under a
+# running systemd.
 #
 # Runs unattended on a fresh Debian as root: installs what it lacks with
 # apt-get (buildah, systemd, iproute2, curl, openssl, binutils,
@@ -223,7 +224,7 @@ EOF
 fi
 
 # ---------------------------------------------------------------- image
-step "image: the Containerfile's final stage, built with buildah"
+step "image: deploy/Containerfile, built with buildah"
 rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' deploy/Containerfile)
 wanted=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
 case "$rust_version" in
@@ -231,21 +232,66 @@ case "$rust_version" in
   *) fail "deploy/Containerfile pins Rust $rust_version but Cargo.toml's rust-version is $wanted" ;;
 esac
 grep -q -- '--release --locked' deploy/Containerfile || fail "the builder stage must build --release --locked"
+# The whole Containerfile, both stages, with one substitution: the builder's
+# base image cannot be pulled here, so a stand-in is tagged with its name
+# (buildah --pull=never then takes it): a shell, coreutils, sed, sort and
+# ldd from this machine, and a `cargo` that checks how it is called and
+# "builds" by copying BINARY (debug info stripped: a debug build is ~80%
+# debug info, and vfs storage copies the image several times) into
+# target/release. Everything else runs as written: FROM with the RUST_VERSION
+# argument, ENV, COPY . ., the RUN with its cache mounts, make-rootfs.sh in
+# the builder, COPY --from=builder with --chown, and the final stage. The
+# context is only what the build reads (the repository's would copy target/).
+base=$work/builder-base
+mkdir -p "$base/usr/bin" "$base/usr/local/cargo/bin" "$base/tmp"
+ln -s usr/bin "$base/bin"
+# The libraries the binary loads are in the real base image (Debian
+# bookworm with gcc), so in the stand-in too.
+for lib in $(ldd "$binary" | sed -n 's#.*[[:space:]]\(/[^[:space:]]*\)[[:space:]](0x.*#\1#p'); do
+  mkdir -p "$base$(dirname "$lib")"
+  cp -L "$lib" "$base$lib"
+done
+for tool in sh bash ldd mkdir cp chmod chown sed sort dirname cat grep; do
+  path=$(readlink -f "$(command -v "$tool")")
+  cp "$path" "$base/usr/bin/$tool"
+  if ! head -c 2 "$path" | grep -q '#!'; then
+    for lib in $(ldd "$path" | sed -n 's#.*[[:space:]]\(/[^[:space:]]*\)[[:space:]](0x.*#\1#p; s#^[[:space:]]*\(/[^[:space:]]*\)[[:space:]](0x.*#\1#p'); do
+      mkdir -p "$base$(dirname "$lib")"
+      cp -L "$lib" "$base$lib"
+    done
+  fi
+done
+cat >"$base/usr/local/cargo/bin/cargo" <<EOF
+#!/bin/sh
+set -eu
+[ "\$*" = "build --release --locked --bin token-authority" ] || { echo "stand-in cargo: unexpected arguments: \$*" >&2; exit 1; }
+[ "\${RUSTUP_TOOLCHAIN:-}" = "$rust_version" ] || { echo "stand-in cargo: RUSTUP_TOOLCHAIN is '\${RUSTUP_TOOLCHAIN:-}', not $rust_version" >&2; exit 1; }
+[ "\$(pwd)" = /src ] && [ -f Cargo.lock ] || { echo "stand-in cargo: not in the copied sources" >&2; exit 1; }
+mkdir -p target/release
+cp prebuilt/token-authority target/release/token-authority
+echo "stand-in cargo: \$* (RUSTUP_TOOLCHAIN=\$RUSTUP_TOOLCHAIN)"
+EOF
+chmod 0755 "$base/usr/local/cargo/bin/cargo"
+base_image=docker.io/library/rust:$rust_version-slim-bookworm
+grep -q '^FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS builder$' deploy/Containerfile ||
+  fail "the builder's FROM changed: update the stand-in's name here"
+base_ctr=$(buildah "${buildah_args[@]}" from --quiet scratch)
+buildah "${buildah_args[@]}" copy --quiet "$base_ctr" "$base/" / >/dev/null
+buildah "${buildah_args[@]}" config --env PATH=/usr/local/cargo/bin:/usr/bin:/bin "$base_ctr"
+buildah "${buildah_args[@]}" commit --quiet "$base_ctr" "$base_image" >/dev/null
+buildah "${buildah_args[@]}" rm "$base_ctr" >/dev/null
 ctx=$work/context
-mkdir -p "$ctx"
-# Without debug info (a debug build's is ~80% of it): the image is copied
-# several times in buildah's vfs storage, and the code is the same.
-objcopy --strip-debug "$binary" "$work/token-authority"
-deploy/container/make-rootfs.sh "$work/token-authority" "$ctx/out"
-rm -f "$work/token-authority"
-# The final stage verbatim, but copying from the context instead of the
-# builder stage: the same tree the builder's make-rootfs.sh produces.
-sed -n '/^FROM scratch/,$p' deploy/Containerfile |
-  sed -e 's#--from=builder ##' -e 's#/out/#out/#' >"$ctx/Containerfile"
-grep -q '^COPY out/rootfs/ /' "$ctx/Containerfile" || fail "final stage no longer copies /out/rootfs/ from the builder"
-buildah "${buildah_args[@]}" bud --quiet --isolation chroot --layers=false \
-  -t localhost/token-authority:check -f "$ctx/Containerfile" "$ctx" >/dev/null ||
-  fail "buildah could not build the final stage"
+mkdir -p "$ctx/deploy/container" "$ctx/prebuilt"
+cp deploy/Containerfile "$ctx/deploy/"
+cp deploy/container/make-rootfs.sh "$ctx/deploy/container/"
+cp Cargo.lock Cargo.toml "$ctx/"
+objcopy --strip-debug "$binary" "$ctx/prebuilt/token-authority"
+buildah "${buildah_args[@]}" bud --pull=never --isolation chroot --layers=false \
+  -t localhost/token-authority:check -f "$ctx/deploy/Containerfile" "$ctx" >"$work/build.log" 2>&1 ||
+  fail "buildah could not build deploy/Containerfile: $(tail -20 "$work/build.log")"
+grep -q '^stand-in cargo: build --release --locked' "$work/build.log" || fail "the builder stage did not run cargo: $(cat "$work/build.log")"
+rm -rf "$ctx" "$base"
+ok "deploy/Containerfile built, both stages (builder on a stand-in base; cargo build --release --locked with RUSTUP_TOOLCHAIN=$rust_version)"
 buildah "${buildah_args[@]}" inspect --type image localhost/token-authority:check >"$work/image.json"
 python3 - "$work/image.json" <<'EOF' || fail "image metadata"
 import json, sys

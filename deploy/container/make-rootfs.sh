@@ -36,6 +36,11 @@ chmod 0755 "$root/usr/local/bin/token-authority"
 # "/lib64/ld-linux-x86-64.so.2 (0x…)"; the vDSO has no path. A static
 # binary ("not a dynamic executable") needs nothing.
 if libs=$(ldd "$binary" 2>/dev/null); then
+  if printf '%s\n' "$libs" | grep -q 'not found'; then
+    echo "$0: $binary needs libraries this system lacks:" >&2
+    printf '%s\n' "$libs" | grep 'not found' >&2
+    exit 1
+  fi
   for lib in $(printf '%s\n' "$libs" | sed -n 's#.*[[:space:]]\(/[^[:space:]]*\)[[:space:]](0x.*#\1#p; s#^[[:space:]]*\(/[^[:space:]]*\)[[:space:]](0x.*#\1#p' | sort -u); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
