@@ -386,15 +386,13 @@ server_child() {
   return 1
 }
 
-# wait_live SECONDS: until /livez answers 200 (or, while this binary lacks
-# /livez and answers it 404, /healthz); fails early if the server exits.
+# wait_live SECONDS: until /livez answers 200; fails early if the server exits.
 wait_live() {
   local deadline=$(($(date +%s) + $1)) code
   while [ "$(date +%s)" -lt "$deadline" ]; do
     kill -0 "$server_pid" 2>/dev/null || return 1
     code=$(http_status /livez)
     [ "$code" = 200 ] && return 0
-    [ "$code" = 404 ] && [ "$(http_status /healthz)" = 200 ] && return 0
     sleep 0.2
   done
   return 1
@@ -403,17 +401,10 @@ wait_live() {
 # http_status PATH: the status code of GET http://127.0.0.1:8080PATH.
 http_status() { in_netns curl -s -o "$work/body" -w '%{http_code}' --max-time 5 "http://127.0.0.1:8080$1" || true; }
 
-# probe LIVE_OR_READY: /livez or /readyz, or /healthz while this binary
-# lacks them (a 404). Prints which path answered.
+# probe PATH: PATH (/livez, /readyz) answers 200.
 probe() {
   local path=$1 code
   code=$(http_status "$path")
-  if [ "$code" = 404 ]; then
-    code=$(http_status /healthz)
-    [ "$code" = 200 ] || fail "$path is 404 and /healthz answers $code"
-    note "$path is 404 in this binary: /healthz answered 200 instead (the contract adds $path)"
-    return 0
-  fi
   [ "$code" = 200 ] || fail "$path answers $code: $(cat "$work/body")"
   ok "$path 200"
 }
@@ -457,7 +448,7 @@ S=token_authority.v1.TokenAuthority
 exercise_example() {
 local run=$1 child code health issued valid keys out service  # `at` (the access token) stays set for the caller
 child=$(server_child) || fail "the server did not start"
-wait_live 30 || fail "no 200 from /livez (or /healthz) within 30 s"
+wait_live 30 || fail "no 200 from /livez within 30 s"
 check_identity "$child"
 ok "serving as uid/gid 65532, no supplementary groups, no capabilities (PID $child in its own PID, mount and network namespaces)"
 probe /livez
@@ -490,14 +481,10 @@ health=$(G stranger -d '{}' $A grpc.health.v1.Health/Check) || fail "health chec
 grep -q SERVING <<<"$health" || fail "health: $health"
 ok "grpc.health.v1 Check \"\": SERVING (open to any certificate from the clients' CA)"
 for service in liveness readiness validate; do
-  if out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1); then
-    grep -q '"SERVING"' <<<"$out" || fail "health $service: $out"
-    ok "grpc health \"$service\": SERVING"
-  elif grep -q NotFound <<<"$out"; then
-    note "grpc health service \"$service\" unknown to this binary (the contract adds it)"
-  else
+  out=$(G stranger -d "{\"service\":\"$service\"}" $A grpc.health.v1.Health/Check 2>&1) ||
     fail "health $service: $out"
-  fi
+  grep -q '"SERVING"' <<<"$out" || fail "health $service: $out"
+  ok "grpc health \"$service\": SERVING"
 done
 issued=$(G login -d '{"tenant_id":"acme","subject":"alice","audience":"api","scopes":["read"]}' $A $S/Issue) ||
   fail "Issue as login failed: $issued"

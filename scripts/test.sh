@@ -21,6 +21,9 @@ cargo fmt --all -- --check
 .tools/buf/node_modules/.bin/buf lint
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --all-targets
+# The deploy recipes (deploy/): example config, container image built with
+# buildah and run isolated, Kubernetes manifests, systemd unit.
+scripts/check-deploy.sh target/debug/token-authority
 
 export TA_TEST_LOG_DIR="$PWD/target/test-logs"
 rm -rf "$TA_TEST_LOG_DIR"
