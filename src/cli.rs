@@ -1,4 +1,6 @@
 //! The `token-authority` command line.
+mod audit;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the audit trail, newest first (reads the database directly).
+    Audit(audit::AuditArgs),
     /// Delete expired and revoked state (what `serve` does every purge.interval).
     Purge {
         /// Run one purge, print what it deleted, and exit.
@@ -126,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Purge { once } => purge(config, once, &stopping).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::Audit(args) => audit::run(config, args).await,
         Command::Sidecar {
             upstream,
             listeners,
