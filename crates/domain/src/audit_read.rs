@@ -47,11 +47,20 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// The caller that acted, where the trail records one: in the detail
-    /// of `issued` ("by <caller>"), as the subject of `key_rotated` and
-    /// `access_denied`.
+    /// of `issued` ("by <caller>") and `revoked` ("<reason> (by <caller>)",
+    /// appended last, after the caller's own reason), as the subject of
+    /// `key_rotated` and `access_denied`.
     pub fn acting_caller(&self) -> Option<&str> {
+        let detail = self.detail.as_deref();
         match AuditKind::parse(&self.kind)? {
-            AuditKind::Issued => self.detail.as_deref()?.strip_prefix("by "),
+            AuditKind::Issued => detail?.strip_prefix("by "),
+            AuditKind::Revoked => {
+                let detail = detail?;
+                match detail.strip_suffix(')') {
+                    Some(rest) => rest.rsplit_once(" (by ").map(|(_, by)| by),
+                    None => detail.strip_prefix("revoked by "),
+                }
+            }
             AuditKind::KeyRotated | AuditKind::AccessDenied => Some(&self.subject),
             _ => None,
         }
@@ -84,4 +93,55 @@ pub struct AuditEventPage {
     pub events: Vec<AuditRecord>,
     /// Empty on the last page.
     pub next_page_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: AuditKind, subject: &str, detail: &str) -> AuditRecord {
+        AuditRecord {
+            id: 1,
+            occurred_at: 0,
+            kind: kind.as_str().to_owned(),
+            tenant_id: "acme".into(),
+            subject: subject.into(),
+            session_id: None,
+            detail: Some(detail.into()),
+        }
+    }
+
+    #[test]
+    fn the_acting_caller_is_read_where_the_trail_records_it() {
+        let cases = [
+            (AuditKind::Issued, "alice", "by login", Some("login")),
+            (AuditKind::Revoked, "alice", "revoked by ops", Some("ops")),
+            (
+                AuditKind::Revoked,
+                "alice",
+                "left (by x) (by ops)",
+                Some("ops"),
+            ),
+            (
+                AuditKind::KeyRotated,
+                "cli:root",
+                "kid k1",
+                Some("cli:root"),
+            ),
+            (
+                AuditKind::AccessDenied,
+                "intruder",
+                "Issue: …",
+                Some("intruder"),
+            ),
+            (AuditKind::Refreshed, "alice", "generation 1", None),
+        ];
+        for (kind, subject, detail, caller) in cases {
+            assert_eq!(
+                record(kind, subject, detail).acting_caller(),
+                caller,
+                "{detail}"
+            );
+        }
+    }
 }

@@ -509,9 +509,7 @@ impl AuditLog for MemoryStore {
 }
 
 fn matches(q: &AuditQuery, r: &AuditRecord) -> bool {
-    q.tenants
-        .as_ref()
-        .is_none_or(|t| t.iter().any(|t| *t == r.tenant_id))
+    q.tenants.as_ref().is_none_or(|t| t.contains(&r.tenant_id))
         && q.subject.as_ref().is_none_or(|s| *s == r.subject)
         && q.session_id
             .as_ref()
