@@ -1,4 +1,6 @@
 //! The `token-authority` command line.
+mod audit;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the audit trail, newest first (reads the database directly).
+    Audit(audit::AuditArgs),
     /// Delete expired and revoked state (what `serve` does every purge.interval).
     Purge {
         /// Run one purge, print what it deleted, and exit.
@@ -88,7 +92,7 @@ pub struct Listeners {
     /// 127.0.0.1:50051) or `sidecar.listen` (sidecar, default 127.0.0.1:50061).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// HTTP listener for /.well-known/jwks.json and /healthz, overriding http.listen.
+    /// HTTP listener (JWKS, discovery, /livez, /readyz), overriding http.listen.
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
     /// Allow what is refused off loopback: no authentication, bearer keys
@@ -158,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { .. } => Ok(()),
         Command::Purge { once } => purge(config, once, &stopping).await,
         Command::Keys { command } => keys(config, command).await,
+        Command::Audit(args) => audit::run(config, args).await,
         Command::Sidecar {
             upstream,
             listeners,

@@ -14,6 +14,8 @@ pub enum Permission {
     Check,
     RotateSigningKey,
     ListSigningKeys,
+    /// `Admin/ListAuditEvents`: the audit trail of the caller's tenants.
+    ReadAudit,
     #[serde(rename = "*")]
     All,
 }
@@ -72,6 +74,7 @@ const METHODS: &[(&str, &str, Required)] = {
         (TOKEN_AUTHORITY, "WatchRevocations", needs(WatchRevocations)),
         (ADMIN, "RotateSigningKey", needs(RotateSigningKey)),
         (ADMIN, "ListSigningKeys", needs(ListSigningKeys)),
+        (ADMIN, "ListAuditEvents", needs(ReadAudit)),
         (ENVOY_AUTHZ, "Check", needs(Check)),
     ]
 };

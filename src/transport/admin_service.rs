@@ -1,4 +1,5 @@
-//! The `Admin` gRPC service: signing-key rotation and listing.
+//! The `Admin` gRPC service: signing-key rotation and listing, and the
+//! audit trail.
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -6,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::access_layer::caller_of;
 use super::convert;
 use super::status::to_status;
+use crate::domain::audit_read::{AuditRecord, ListAuditEventsRequest};
 use crate::domain::{Authority, Error};
 use crate::proto as pb;
 use crate::proto::admin_server::Admin;
@@ -69,5 +71,47 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListSigningKeysResponse {
             keys: keys.into_iter().map(convert::signing_key).collect(),
         }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let page = self
+            .authority
+            .list_audit_events(
+                &caller,
+                ListAuditEventsRequest {
+                    tenant_id: r.tenant_id,
+                    subject: r.subject,
+                    session_id: r.session_id,
+                    kinds: r.kinds,
+                    since: r.since.as_ref().map(convert::millis_of),
+                    until: r.until.as_ref().map(convert::millis_of),
+                    page_size: r.page_size,
+                    page_token: r.page_token,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.events.into_iter().map(audit_event).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
+
+fn audit_event(e: AuditRecord) -> pb::AuditEvent {
+    pb::AuditEvent {
+        caller: e.acting_caller().unwrap_or_default().to_owned(),
+        id: e.id,
+        kind: e.kind,
+        occurred_at: convert::timestamp(e.occurred_at),
+        tenant_id: e.tenant_id,
+        subject: e.subject,
+        session_id: e.session_id.unwrap_or_default(),
+        detail: e.detail.unwrap_or_default(),
     }
 }

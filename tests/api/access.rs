@@ -36,9 +36,10 @@ enum Rpc {
     Check,
     RotateSigningKey,
     ListSigningKeys,
+    ListAuditEvents,
 }
 
-const RPCS: [Rpc; 10] = [
+const RPCS: [Rpc; 11] = [
     Rpc::Issue,
     Rpc::Refresh,
     Rpc::Revoke,
@@ -49,6 +50,7 @@ const RPCS: [Rpc; 10] = [
     Rpc::Check,
     Rpc::RotateSigningKey,
     Rpc::ListSigningKeys,
+    Rpc::ListAuditEvents,
 ];
 
 impl Rpc {
@@ -64,6 +66,7 @@ impl Rpc {
             Rpc::Check => Permission::Check,
             Rpc::RotateSigningKey => Permission::RotateSigningKey,
             Rpc::ListSigningKeys => Permission::ListSigningKeys,
+            Rpc::ListAuditEvents => Permission::ReadAudit,
         }
     }
 
@@ -182,6 +185,10 @@ async fn call(server: &TestServer, rpc: Rpc, authorization: Option<&str>) -> Res
             .map(drop),
         Rpc::ListSigningKeys => admin
             .list_signing_keys(authorized(pb::ListSigningKeysRequest {}, auth))
+            .await
+            .map(drop),
+        Rpc::ListAuditEvents => admin
+            .list_audit_events(authorized(pb::ListAuditEventsRequest::default(), auth))
             .await
             .map(drop),
     }

@@ -2,6 +2,7 @@
 // Test and benchmark code: a panic is a failed run, not an outage.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod access;
+mod audit_log;
 mod bad_input;
 mod common;
 mod config_cli;
@@ -32,4 +33,5 @@ mod stalls;
 mod startup;
 mod tenants;
 mod tls;
+mod upgrade;
 mod watch;

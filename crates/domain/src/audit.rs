@@ -15,6 +15,21 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
+    pub const ALL: [AuditKind; 7] = [
+        AuditKind::Issued,
+        AuditKind::Refreshed,
+        AuditKind::Revoked,
+        AuditKind::ReuseDetected,
+        AuditKind::Evicted,
+        AuditKind::AccessDenied,
+        AuditKind::KeyRotated,
+    ];
+
+    /// The kind stored as `name`, if this release knows it.
+    pub fn parse(name: &str) -> Option<AuditKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The stored name, stable across releases.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,6 +3,7 @@
 //! state in step with the store. Knows neither gRPC nor SQL: it persists
 //! through the traits in [`ports`], which the storage crate implements.
 pub mod audit;
+pub mod audit_read;
 mod authority;
 mod key_store;
 pub mod keys;
@@ -16,7 +17,8 @@ pub mod rotation;
 pub mod session;
 
 pub use authority::{
-    revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, REVOCATION_MARGIN,
+    revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, DEFAULT_AUDIT_PAGE_SIZE,
+    MAX_AUDIT_PAGE_SIZE, REVOCATION_MARGIN,
 };
 pub use token_authority_verify::{Error, ErrorKind, Result};
 

@@ -7,6 +7,7 @@ use token_authority_verify::clock::Millis;
 use token_authority_verify::StorageError;
 
 use crate::audit::{AuditEvent, AuditKind};
+use crate::audit_read::{AuditQuery, AuditRecord};
 use crate::keys::KeyVersion;
 use crate::rotation::Rotation;
 use crate::session::Session;
@@ -223,6 +224,10 @@ pub trait KeyStore: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Appends events that are not part of a session change (refusals).
     async fn record(&self, events: &[AuditEvent]) -> StoreResult<()>;
+
+    /// Events matching `query`, newest first in `(occurred_at, id)` order,
+    /// at most `query.limit`.
+    async fn read_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 }
 
 /// Everything the authority persists through.

@@ -3,6 +3,7 @@
 //! Implements the domain's ports (`token_authority_domain::ports`) in
 //! `ports.rs`, mapping its entities to the domain's types.
 pub mod audit;
+mod audit_reads;
 mod db_clock;
 pub mod entities;
 mod group_commit;

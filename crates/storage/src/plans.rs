@@ -12,9 +12,11 @@ use sea_orm::{
     Statement,
 };
 
+use token_authority_domain::audit_read::{AuditPosition, AuditQuery};
 use token_authority_domain::ports::RevocationsFrom;
 use token_authority_domain::rotation::Rotation;
 
+use super::audit_reads::audit_query;
 use super::entities::session::{self, Column};
 use super::group_commit::postgres::{explain_rotation, ROTATE_BATCH};
 use super::purge::{PurgeCutoffs, PurgeKind, PurgeResume};
@@ -104,6 +106,44 @@ impl Store {
                 self.revocations_statement(RevocationsFrom::Since(inputs.cutoffs.revoked_before)),
             ),
         ];
+        // `read_audit_events` (ListAuditEvents): a session's trail, the
+        // newest events after a page cursor, and a subject's events.
+        let page = |query: AuditQuery| {
+            audit_query(&AuditQuery {
+                limit: 101,
+                ..query
+            })
+        };
+        statements.extend([
+            (
+                "audit_by_session",
+                page(AuditQuery {
+                    session_id: Some(session_id.clone()),
+                    ..Default::default()
+                })
+                .build(backend),
+            ),
+            (
+                "audit_newest_page",
+                page(AuditQuery {
+                    before: Some(AuditPosition {
+                        occurred_at: now - 3_600_000,
+                        id: i64::MAX,
+                    }),
+                    ..Default::default()
+                })
+                .build(backend),
+            ),
+            (
+                "audit_of_subject",
+                page(AuditQuery {
+                    tenants: Some(vec![tenant_id.to_owned()]),
+                    subject: Some(subject.to_owned()),
+                    ..Default::default()
+                })
+                .build(backend),
+            ),
+        ]);
         let (from_digest, to_digest) = ([0_u8; 32], [1_u8; 32]);
         let tenants = [tenant_id.to_owned()];
         let rotation = Rotation {

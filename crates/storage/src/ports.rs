@@ -2,6 +2,7 @@
 //! store's error into the domain's (unavailable or failed).
 use async_trait::async_trait;
 use token_authority_domain::audit::AuditEvent;
+use token_authority_domain::audit_read::{AuditQuery, AuditRecord};
 use token_authority_domain::keys::KeyVersion;
 use token_authority_domain::ports::{
     AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
@@ -118,5 +119,9 @@ impl KeyStore for Store {
 impl AuditLog for Store {
     async fn record(&self, events: &[AuditEvent]) -> StoreResult<()> {
         Ok(self.record_audit_events(events).await?)
+    }
+
+    async fn read_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        Ok(Store::read_audit_events(self, query).await?)
     }
 }

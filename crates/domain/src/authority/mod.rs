@@ -1,5 +1,6 @@
 //! The token authority: issues, rotates, revokes and validates, and keeps
 //! its in-memory state (keys, revocations) in step with the database.
+mod audit_reads;
 mod sessions;
 mod signing;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use crate::ports::{AddKeyIf, RevocationsFrom, Storage};
 use crate::rate_limit::{KeyedLimiter, Rate};
 use crate::refresh_token::RefreshTokenCodec;
 
+pub use audit_reads::{DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE};
 pub use signing::{KeyInfo, KeyStatus};
 
 /// Settings in the units the domain works in.

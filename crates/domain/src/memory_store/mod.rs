@@ -21,6 +21,7 @@ use token_authority_verify::clock::{Millis, SharedClock};
 use token_authority_verify::StorageError;
 
 use crate::audit::{AuditEvent, AuditKind};
+use crate::audit_read::{AuditQuery, AuditRecord};
 use crate::keys::KeyVersion;
 use crate::ports::{
     AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
@@ -482,6 +483,42 @@ impl AuditLog for MemoryStore {
         state.audit.extend_from_slice(events);
         Ok(())
     }
+
+    async fn read_audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let state = self.available()?;
+        // The position in the log stands in for the table's id.
+        let mut records: Vec<AuditRecord> = state
+            .audit
+            .iter()
+            .zip(1_i64..)
+            .map(|(e, id)| AuditRecord {
+                id,
+                occurred_at: e.at,
+                kind: e.kind.as_str().to_owned(),
+                tenant_id: e.tenant_id.clone(),
+                subject: e.subject.clone(),
+                session_id: e.session_id.clone(),
+                detail: e.detail.clone(),
+            })
+            .filter(|r| matches(query, r))
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse((r.occurred_at, r.id)));
+        records.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+        Ok(records)
+    }
+}
+
+fn matches(q: &AuditQuery, r: &AuditRecord) -> bool {
+    q.tenants.as_ref().is_none_or(|t| t.contains(&r.tenant_id))
+        && q.subject.as_ref().is_none_or(|s| *s == r.subject)
+        && q.session_id
+            .as_ref()
+            .is_none_or(|s| r.session_id.as_ref() == Some(s))
+        && (q.kinds.is_empty() || q.kinds.iter().any(|k| k.as_str() == r.kind))
+        && q.since.is_none_or(|t| r.occurred_at >= t)
+        && q.until.is_none_or(|t| r.occurred_at < t)
+        && q.before
+            .is_none_or(|b| (r.occurred_at, r.id) < (b.occurred_at, b.id))
 }
 
 #[cfg(test)]

@@ -260,6 +260,7 @@ macro_rules! assert_err {
     };
 }
 
+mod audit_reads;
 mod input;
 mod keys;
 mod listing_and_outages;
