@@ -134,6 +134,7 @@ pub async fn serve(
                 sidecar.clone(),
                 config,
                 probe,
+                None,
                 listener,
                 stopped_signal(stopped.clone()),
             )

@@ -1,6 +1,7 @@
 //! The HTTP listener: the key set for standard JWT libraries and Envoy's
 //! `jwt_authn` (`/.well-known/jwks.json`), a minimal OpenID discovery
-//! document, and `/healthz`. Read-only and public: no authentication.
+//! document, `/healthz`, and `/metrics` (Prometheus text). Read-only and
+//! public: no authentication.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +16,13 @@ use tokio::task::JoinHandle;
 
 use super::connections::HttpListener;
 use crate::config::Config;
+use crate::telemetry::{PrometheusMetrics, PROMETHEUS_CONTENT_TYPE};
 use crate::verify::keys::jwk::JwkSet;
 use crate::verify::validation::TokenValidation;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const METRICS_PATH: &str = "/metrics";
 
 /// What `/healthz` reports: whether to answer 200, and a JSON body.
 pub type HealthProbe = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
@@ -35,6 +38,7 @@ struct HttpState {
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
+    metrics: Option<PrometheusMetrics>,
 }
 
 /// Starts the HTTP listener in a task: the key set of `validation`, the
@@ -43,6 +47,7 @@ pub fn spawn(
     validation: Arc<dyn TokenValidation>,
     config: &Config,
     health: HealthProbe,
+    metrics: Option<PrometheusMetrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
@@ -57,7 +62,7 @@ pub fn spawn(
     };
     let listener = HttpListener::new(listener, &config.connections)?;
     Ok(tokio::spawn(serve(
-        validation, settings, health, listener, shutdown,
+        validation, settings, health, metrics, listener, shutdown,
     )))
 }
 
@@ -73,6 +78,7 @@ pub async fn serve(
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
+    metrics: Option<PrometheusMetrics>,
     listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -80,11 +86,13 @@ pub async fn serve(
         validation,
         settings,
         health,
+        metrics,
     });
     let router = Router::new()
         .route(JWKS_PATH, get(jwks))
         .route(DISCOVERY_PATH, get(discovery))
         .route("/healthz", get(healthz))
+        .route(METRICS_PATH, get(prometheus_metrics))
         .with_state(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -161,4 +169,18 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The app's instruments in Prometheus text (404 where none are kept).
+async fn prometheus_metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let Some(metrics) = &state.metrics else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "rendering /metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
