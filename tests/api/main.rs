@@ -20,6 +20,7 @@ mod logs;
 mod otlp;
 mod plans;
 mod processes;
+mod prometheus;
 mod purge;
 mod replicas;
 mod rotation;
