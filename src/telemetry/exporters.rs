@@ -233,3 +233,28 @@ impl SdkSpanExporter for CountingSpanExporter {
         self.inner.set_resource(resource);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_endpoints_get_the_signal_path() {
+        assert_eq!(
+            http_signal_url("http://collector:4318/", "traces"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            http_signal_url("http://collector:4318", "metrics"),
+            "http://collector:4318/v1/metrics"
+        );
+    }
+
+    #[test]
+    fn protocols_are_named_as_in_the_specification() {
+        let parsed: OtlpProtocol = serde_json::from_str("\"http/protobuf\"").unwrap();
+        assert_eq!(parsed, OtlpProtocol::HttpProtobuf);
+        let parsed: OtlpProtocol = serde_json::from_str("\"grpc\"").unwrap();
+        assert_eq!(parsed, OtlpProtocol::Grpc);
+    }
+}

@@ -79,3 +79,62 @@ impl Visit for Fields<'_> {
             .insert(field.name().into(), format!("{value:?}").into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::telemetry::{otel_layer, AppTracer};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_inside_a_span_carry_its_trace_and_span_ids() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(otel_layer()).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonWithTraceIds)
+                .with_writer(move || writer.clone()),
+        );
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("rpc");
+            span.set_parent(opentelemetry::Context::new().with_value(AppTracer(tracer)))
+                .unwrap();
+            let ids = span.context().span().span_context().clone();
+            span.in_scope(|| tracing::info!(answer = 42, "inside"));
+            tracing::info!("outside");
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 2, "{text}");
+            assert_eq!(lines[0]["message"], "inside");
+            assert_eq!(lines[0]["answer"], 42);
+            assert_eq!(lines[0]["span"], "rpc");
+            assert_eq!(lines[0]["trace_id"], ids.trace_id().to_string());
+            assert_eq!(lines[0]["span_id"], ids.span_id().to_string());
+            assert!(lines[1].get("trace_id").is_none(), "{text}");
+        });
+    }
+}

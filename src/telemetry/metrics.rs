@@ -25,6 +25,7 @@ pub struct Metrics {
     validate_outcomes: Counter<u64>,
     reuse_detected: Counter<u64>,
     paths: RwLock<HashMap<String, Rpc>>,
+    other: Rpc,
 }
 
 /// The labels of one RPC path, built once.
@@ -81,6 +82,7 @@ impl Metrics {
                 .with_description("Refresh tokens presented again after rotation (TOKEN_REUSED)")
                 .build(),
             paths: RwLock::new(HashMap::new()),
+            other: Rpc::of(OTHER, OTHER),
         }
     }
 
@@ -103,17 +105,18 @@ impl Metrics {
     /// The labels of a request path (`/package.Service/Method`): looked up,
     /// not built, on every call after the first.
     pub fn rpc(&self, path: &str) -> Rpc {
-        if let Some(rpc) = self
-            .paths
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
         {
-            return rpc.clone();
+            let paths = self.paths.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(rpc) = paths.get(path) {
+                return rpc.clone();
+            }
+            if paths.len() >= MAX_RPC_PATHS {
+                return self.other.clone();
+            }
         }
         let mut paths = self.paths.write().unwrap_or_else(|p| p.into_inner());
         if paths.len() >= MAX_RPC_PATHS {
-            return Rpc::of(OTHER, OTHER);
+            return self.other.clone();
         }
         let trimmed = path.trim_start_matches('/');
         let (service, method) = trimmed.rsplit_once('/').unwrap_or((trimmed, ""));
@@ -225,4 +228,42 @@ pub fn observe(meter: &Meter, observed: Observed) {
             }
         })
         .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+    use super::*;
+
+    fn metrics() -> Metrics {
+        Metrics::new(&SdkMeterProvider::builder().build().meter("test"))
+    }
+
+    #[test]
+    fn rpc_labels_come_from_the_path_and_stay_bounded() {
+        let metrics = metrics();
+        let rpc = metrics.rpc("/token_authority.v1.TokenAuthority/Refresh");
+        assert_eq!(rpc.service.as_str(), "token_authority.v1.TokenAuthority");
+        assert_eq!(rpc.method.as_str(), "Refresh");
+        assert_eq!(
+            rpc.name.as_str(),
+            "token_authority.v1.TokenAuthority/Refresh"
+        );
+        for i in 0..2 * MAX_RPC_PATHS {
+            metrics.rpc(&format!("/made.up/M{i}"));
+        }
+        assert_eq!(metrics.rpc("/made.up/Another").method.as_str(), OTHER);
+        // Paths seen before the limit keep their labels.
+        let again = metrics.rpc("/token_authority.v1.TokenAuthority/Refresh");
+        assert_eq!(again.method.as_str(), "Refresh");
+    }
+
+    #[test]
+    fn only_our_reason_constants_become_label_values() {
+        assert_eq!(bounded_reason("TOKEN_REUSED").as_str(), "TOKEN_REUSED");
+        assert_eq!(bounded_reason("token eyJhbGciOi…").as_str(), OTHER);
+        assert_eq!(bounded_reason(&"A".repeat(100)).as_str(), OTHER);
+    }
 }
