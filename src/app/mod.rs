@@ -158,7 +158,7 @@ impl App {
                     self.authority.clone(),
                     &self.config,
                     health,
-                    Some(self.telemetry.prometheus.clone()),
+                    self.telemetry.prometheus.clone(),
                     listener,
                     stopped_signal(servers_stopped.clone()),
                 )

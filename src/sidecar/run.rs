@@ -134,7 +134,7 @@ pub async fn serve(
                 sidecar.clone(),
                 config,
                 probe,
-                None,
+                telemetry.prometheus.clone(),
                 listener,
                 stopped_signal(stopped.clone()),
             )

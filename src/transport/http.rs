@@ -38,7 +38,7 @@ struct HttpState {
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
-    metrics: Option<PrometheusMetrics>,
+    metrics: PrometheusMetrics,
 }
 
 /// Starts the HTTP listener in a task: the key set of `validation`, the
@@ -47,7 +47,7 @@ pub fn spawn(
     validation: Arc<dyn TokenValidation>,
     config: &Config,
     health: HealthProbe,
-    metrics: Option<PrometheusMetrics>,
+    metrics: PrometheusMetrics,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
@@ -78,7 +78,7 @@ pub async fn serve(
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
-    metrics: Option<PrometheusMetrics>,
+    metrics: PrometheusMetrics,
     listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -171,12 +171,9 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
         .into_response()
 }
 
-/// The app's instruments in Prometheus text (404 where none are kept).
+/// The app's instruments in Prometheus text.
 async fn prometheus_metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let Some(metrics) = &state.metrics else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match metrics.render() {
+    match state.metrics.render() {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response(),
         Err(error) => {
             tracing::warn!(%error, "rendering /metrics");
