@@ -468,11 +468,9 @@ assert d["jwks_uri"] == "https://auth.example.internal/.well-known/jwks.json", d
 EOF
 ok "discovery: issuer and jwks_uri from tokens.issuer and http.public_url"
 code=$(http_status /metrics)
-case "$code" in
-  200) ok "/metrics 200" ;;
-  404) note "/metrics is 404 in this binary (the contract adds it)" ;;
-  *) fail "/metrics answers $code" ;;
-esac
+[ "$code" = 200 ] || fail "/metrics answers $code"
+grep -q '^token_authority_rpc_requests_total' "$work/body" || fail "/metrics has no RPC counter: $(head -c 400 "$work/body")"
+ok "/metrics 200 with the RPC counter"
 
 out=$(G login $A list) || fail "reflection: $out"
 grep -qx "$S" <<<"$out" || fail "reflection does not list $S: $out"

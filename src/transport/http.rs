@@ -1,8 +1,8 @@
 //! The HTTP listener: the key set for standard JWT libraries and Envoy's
 //! `jwt_authn` (`/.well-known/jwks.json`), a minimal OpenID discovery
-//! document, and health (`/livez`, `/readyz`, `/readyz/validate`, and
-//! `/healthz`, an alias of `/readyz`). Read-only and public: no
-//! authentication.
+//! document, health (`/livez`, `/readyz`, `/readyz/validate`, and
+//! `/healthz`, an alias of `/readyz`), and `/metrics` (Prometheus text).
+//! Read-only and public: no authentication.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 use super::connections::HttpListener;
 use super::health::{HealthProbe, HealthReport};
 use crate::config::Config;
+use crate::telemetry::{PrometheusMetrics, PROMETHEUS_CONTENT_TYPE};
 use crate::verify::keys::jwk::JwkSet;
 use crate::verify::validation::TokenValidation;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const METRICS_PATH: &str = "/metrics";
 
 pub struct HttpSettings {
     pub issuer: String,
@@ -35,6 +37,7 @@ struct HttpState {
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
+    metrics: PrometheusMetrics,
 }
 
 /// Starts the HTTP listener in a task: the key set of `validation`, the
@@ -43,6 +46,7 @@ pub fn spawn(
     validation: Arc<dyn TokenValidation>,
     config: &Config,
     health: HealthProbe,
+    metrics: PrometheusMetrics,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
@@ -57,7 +61,7 @@ pub fn spawn(
     };
     let listener = HttpListener::new(listener, &config.connections)?;
     Ok(tokio::spawn(serve(
-        validation, settings, health, listener, shutdown,
+        validation, settings, health, metrics, listener, shutdown,
     )))
 }
 
@@ -73,6 +77,7 @@ pub async fn serve(
     validation: Arc<dyn TokenValidation>,
     settings: HttpSettings,
     health: HealthProbe,
+    metrics: PrometheusMetrics,
     listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -80,6 +85,7 @@ pub async fn serve(
         validation,
         settings,
         health,
+        metrics,
     });
     let router = Router::new()
         .route(JWKS_PATH, get(jwks))
@@ -88,6 +94,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/healthz", get(readyz))
         .route("/readyz/validate", get(readyz_validate))
+        .route(METRICS_PATH, get(prometheus_metrics))
         .with_state(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -188,4 +195,15 @@ fn health_response(ok: bool, body: serde_json::Value) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The app's instruments in Prometheus text.
+async fn prometheus_metrics(State(state): State<Arc<HttpState>>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "rendering /metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }

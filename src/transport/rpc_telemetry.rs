@@ -1,6 +1,9 @@
 //! A server span and an `rpc.server.duration` measurement for every RPC,
-//! following the OpenTelemetry RPC semantic conventions. The span continues
-//! the caller's trace when the request carries a W3C `traceparent`.
+//! following the OpenTelemetry RPC semantic conventions, and the outcome
+//! (OK or the google.rpc.ErrorInfo reason) of Refresh and Validate. The span
+//! is a `tracing` span, so log lines and database spans inside the RPC join
+//! its trace; it continues the caller's trace when the request carries a
+//! W3C `traceparent`.
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,24 +11,31 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanKind, Status as SpanStatus, Tracer as _};
-use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Tracer;
 use tonic::codegen::http::{self, HeaderMap};
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::telemetry::Metrics;
+use crate::telemetry::{AppTracer, Metrics};
+
+const AUTHORITY_SERVICE: &str = "token_authority.v1.TokenAuthority";
 
 #[derive(Clone)]
 pub struct RpcTelemetryLayer {
     metrics: Arc<Metrics>,
-    tracer: Tracer,
+    tracer: AppTracer,
 }
 
 impl RpcTelemetryLayer {
     pub fn new(metrics: Arc<Metrics>, tracer: Tracer) -> Self {
-        Self { metrics, tracer }
+        Self {
+            metrics,
+            tracer: AppTracer(tracer),
+        }
     }
 }
 
@@ -46,6 +56,12 @@ pub struct RpcTelemetry<S> {
     layer: RpcTelemetryLayer,
 }
 
+#[derive(Clone, Copy)]
+enum Outcome {
+    Refresh,
+    Validate,
+}
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcTelemetry<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
@@ -60,47 +76,69 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
-        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
-        let tracer = &self.layer.tracer;
-        let mut span = tracer
-            .span_builder(format!("{service}/{method}"))
-            .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", service.clone()),
-                KeyValue::new("rpc.method", method.clone()),
-            ])
-            .start_with_context(tracer, &parent);
         let metrics = self.layer.metrics.clone();
+        let rpc = metrics.rpc(request.uri().path());
+        let outcome = match (rpc.service.as_str(), rpc.method.as_str()) {
+            (AUTHORITY_SERVICE, "Refresh") => Some(Outcome::Refresh),
+            (AUTHORITY_SERVICE, "Validate") => Some(Outcome::Validate),
+            _ => None,
+        };
+        let parent = TraceContextPropagator::new()
+            .extract(&Headers(request.headers()))
+            .with_value(self.layer.tracer.clone());
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = rpc.name.as_str(),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = rpc.service.as_str(),
+            rpc.method = rpc.method.as_str(),
+            rpc.grpc.status_code = Empty,
+        );
+        // Only fails for a span no subscriber records.
+        let _ = span.set_parent(parent);
         let started = Instant::now();
-        let response = self.inner.call(request);
+        let response = span.in_scope(|| self.inner.call(request));
         Box::pin(async move {
-            let result = response.await;
+            let result = response.instrument(span.clone()).await;
             // Errors are trailers-only responses: their status is in the
             // headers. A successful unary response has none there (0, OK).
-            let code = match &result {
-                Ok(response) => grpc_status(response.headers()),
-                Err(_) => 2,
+            let (code, headers) = match &result {
+                Ok(response) => (grpc_status(response.headers()), Some(response.headers())),
+                Err(_) => (2, None),
             };
-            span.set_attribute(KeyValue::new("rpc.grpc.status_code", code));
+            span.record("rpc.grpc.status_code", code);
             if code != 0 {
-                span.set_status(SpanStatus::error(format!("gRPC status {code}")));
+                span.record("otel.status_code", "error");
             }
-            span.end();
             let millis = started.elapsed().as_secs_f64() * 1000.0;
-            metrics.rpc_finished(&service, &method, code, millis);
-            tracing::debug!(%service, %method, code, millis, "rpc");
+            metrics.rpc_finished(&rpc, code, millis);
+            if let Some(outcome) = outcome {
+                let reason = match (code, headers) {
+                    (0, _) => None,
+                    (_, Some(headers)) => error_reason(headers),
+                    (_, None) => None,
+                };
+                let reason = reason
+                    .as_deref()
+                    .unwrap_or(if code == 0 { "OK" } else { "UNKNOWN" });
+                match outcome {
+                    Outcome::Refresh => metrics.refresh_outcome(reason),
+                    Outcome::Validate => metrics.validate_outcome(reason),
+                }
+            }
+            span.in_scope(|| {
+                tracing::debug!(
+                    service = rpc.service.as_str(),
+                    method = rpc.method.as_str(),
+                    code,
+                    millis,
+                    "rpc"
+                )
+            });
             result
         })
-    }
-}
-
-fn split_path(path: &str) -> (String, String) {
-    let path = path.trim_start_matches('/');
-    match path.rsplit_once('/') {
-        Some((service, method)) => (service.to_owned(), method.to_owned()),
-        None => (path.to_owned(), String::new()),
     }
 }
 
@@ -110,6 +148,13 @@ fn grpc_status(headers: &HeaderMap) -> i64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The google.rpc.ErrorInfo reason in `grpc-status-details-bin`.
+fn error_reason(headers: &HeaderMap) -> Option<String> {
+    tonic::Status::from_header_map(headers)?
+        .get_details_error_info()
+        .map(|info| info.reason)
 }
 
 struct Headers<'a>(&'a HeaderMap);

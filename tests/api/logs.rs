@@ -12,17 +12,24 @@ pub const LOG_DIR_VAR: &str = "TA_TEST_LOG_DIR";
 pub const FILTER: &str = "info,token_authority=trace";
 
 pub fn capture() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     CAPTURE.call_once(|| {
-        let Some(dir) = std::env::var_os(LOG_DIR_VAR) else {
-            return;
-        };
-        std::fs::create_dir_all(&dir).expect("log dir");
-        let path = std::path::Path::new(&dir).join(format!("api-{}.log", std::process::id()));
-        let file = std::fs::File::create(path).expect("log file");
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(FILTER)
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
+        // The OTel bridge always, as in the binary: in-process servers'
+        // RPC spans reach their own collectors through it.
+        let file = std::env::var_os(LOG_DIR_VAR).map(|dir| {
+            std::fs::create_dir_all(&dir).expect("log dir");
+            let path = std::path::Path::new(&dir).join(format!("api-{}.log", std::process::id()));
+            let file = std::fs::File::create(path).expect("log file");
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(tracing_subscriber::EnvFilter::new(FILTER))
+        });
+        let _ = tracing_subscriber::registry()
+            .with(token_authority::telemetry::otel_layer())
+            .with(file)
             .try_init();
     });
 }

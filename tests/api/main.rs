@@ -24,6 +24,7 @@ mod oidc;
 mod otlp;
 mod plans;
 mod processes;
+mod prometheus;
 mod purge;
 mod replicas;
 mod rotation;

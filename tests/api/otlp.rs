@@ -1,5 +1,6 @@
-//! Metrics and spans reach an OTLP collector: a tonic server implementing
-//! the OTLP metrics and trace services, started in-process.
+//! Metrics and spans reach an OTLP collector started in-process: a tonic
+//! server implementing the OTLP metrics and trace services (gRPC), or an
+//! axum one taking POST /v1/metrics and /v1/traces (HTTP/protobuf).
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,17 +39,7 @@ impl MetricsService for Collector {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        for resource in request.into_inner().resource_metrics {
-            if let Some(r) = &resource.resource {
-                self.services
-                    .lock()
-                    .unwrap()
-                    .extend(string_attr(&r.attributes, "service.name"));
-            }
-            for scope in resource.scope_metrics {
-                self.metrics.lock().unwrap().extend(scope.metrics);
-            }
-        }
+        self.keep_metrics(request.into_inner());
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -59,11 +50,7 @@ impl TraceService for Collector {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        for resource in request.into_inner().resource_spans {
-            for scope in resource.scope_spans {
-                self.spans.lock().unwrap().extend(scope.spans);
-            }
-        }
+        self.keep_spans(request.into_inner());
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -85,6 +72,83 @@ fn has_attrs(attributes: &[KeyValue], wanted: &[(&str, &str)]) -> bool {
 }
 
 impl Collector {
+    fn keep_metrics(&self, request: ExportMetricsServiceRequest) {
+        for resource in request.resource_metrics {
+            if let Some(r) = &resource.resource {
+                self.services
+                    .lock()
+                    .unwrap()
+                    .extend(string_attr(&r.attributes, "service.name"));
+            }
+            for scope in resource.scope_metrics {
+                self.metrics.lock().unwrap().extend(scope.metrics);
+            }
+        }
+    }
+
+    fn keep_spans(&self, request: ExportTraceServiceRequest) {
+        for resource in request.resource_spans {
+            if let Some(r) = &resource.resource {
+                self.services
+                    .lock()
+                    .unwrap()
+                    .extend(string_attr(&r.attributes, "service.name"));
+            }
+            for scope in resource.scope_spans {
+                self.spans.lock().unwrap().extend(scope.spans);
+            }
+        }
+    }
+
+    /// An OTLP/HTTP collector (protobuf bodies); the endpoint is its base URL.
+    async fn start_http() -> (Self, String) {
+        use axum::body::Bytes;
+        use axum::extract::State;
+        use prost::Message;
+        let collector = Collector::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let router = axum::Router::new()
+            .route(
+                "/v1/metrics",
+                axum::routing::post(|State(c): State<Collector>, body: Bytes| async move {
+                    c.keep_metrics(ExportMetricsServiceRequest::decode(body).unwrap());
+                    ExportMetricsServiceResponse::default().encode_to_vec()
+                }),
+            )
+            .route(
+                "/v1/traces",
+                axum::routing::post(|State(c): State<Collector>, body: Bytes| async move {
+                    c.keep_spans(ExportTraceServiceRequest::decode(body).unwrap());
+                    ExportTraceServiceResponse::default().encode_to_vec()
+                }),
+            )
+            .with_state(collector.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (collector, endpoint)
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.services.lock().unwrap().clone()
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until `ready` holds.
+    async fn wait_for(&self, what: &str, ready: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !ready(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not arrive; spans: {:?}",
+                self.spans()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn start() -> (Self, String) {
         let collector = Collector::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -225,4 +289,96 @@ async fn purge_metrics_and_rpc_spans_reach_the_collector() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_carries_metrics_and_an_rpc_trace_with_database_spans() {
+    let (collector, endpoint) = Collector::start_http().await;
+    let mut server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.telemetry.otlp_endpoint = Some(endpoint);
+        c.telemetry.otlp_protocol = Some(token_authority::telemetry::OtlpProtocol::HttpProtobuf);
+        c.telemetry.metrics_interval = Duration::from_millis(200);
+    })
+    .await;
+    server.issue("acme", "over-http").await;
+    let issue = [("rpc.method", "Issue"), ("rpc.grpc.status_code", "0")];
+    collector
+        .wait_for("rpc.server.duration over OTLP/HTTP", |c| {
+            c.histogram_count("rpc.server.duration", &issue) >= 1
+        })
+        .await;
+    server.stop().await;
+    let spans = collector.spans();
+    let rpc = spans
+        .iter()
+        .find(|s| s.name == "token_authority.v1.TokenAuthority/Issue")
+        .unwrap_or_else(|| panic!("no Issue span: {spans:?}"));
+    let db = spans
+        .iter()
+        .find(|s| s.name == "db.insert_session" && s.trace_id == rpc.trace_id)
+        .unwrap_or_else(|| panic!("no database span in the Issue trace: {spans:?}"));
+    assert_eq!(db.parent_span_id, rpc.span_id);
+}
+
+/// In a real process: the standard OTEL_* variables choose the protocol,
+/// the endpoint and `service.name`, and a JSON log line written inside an
+/// RPC carries the trace and span ids of the span that process exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_honours_otel_variables_and_logs_carry_trace_ids() {
+    let (collector, endpoint) = Collector::start_http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/authority.db", dir.path().display());
+    let mut replica = crate::processes::Replica::start(
+        &url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "ta-under-test"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("TOKEN_AUTHORITY_TELEMETRY__METRICS_INTERVAL", "200ms"),
+            ("TOKEN_AUTHORITY_LOG__JSON", "true"),
+        ],
+    )
+    .await;
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let mut request = tonic::Request::new(issue_request("acme", "logged"));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    replica.client().issue(request).await.unwrap();
+    collector
+        .wait_for("the Issue span", |c| {
+            c.spans().iter().any(|s| {
+                s.name == "token_authority.v1.TokenAuthority/Issue" && hex(&s.trace_id) == trace_id
+            })
+        })
+        .await;
+    assert!(
+        collector.services().iter().any(|s| s == "ta-under-test"),
+        "{:?}",
+        collector.services()
+    );
+    assert!(collector.services().iter().all(|s| s == "ta-under-test"));
+    let spans = collector.spans();
+    let span = spans
+        .iter()
+        .find(|s| {
+            s.name == "token_authority.v1.TokenAuthority/Issue" && hex(&s.trace_id) == trace_id
+        })
+        .unwrap();
+    let span_id = hex(&span.span_id);
+    let log = replica.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "rpc" && l["method"] == "Issue")
+        .unwrap_or_else(|| panic!("no rpc log line for Issue in:\n{log}"));
+    println!("log line: {line}");
+    assert_eq!(line["trace_id"], trace_id, "{line}");
+    assert_eq!(line["span_id"], span_id.as_str(), "{line}");
+    replica.kill9().await;
 }

@@ -246,6 +246,26 @@ impl Store {
         self.backend
     }
 
+    /// Connections the pool holds, and of those the idle ones.
+    pub fn pool_connections(&self) -> Option<(u32, u32)> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                Some((
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                ))
+            }
+            Backend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                Some((
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                ))
+            }
+        }
+    }
+
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
     }

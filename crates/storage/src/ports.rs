@@ -16,6 +16,7 @@ use super::Store;
 
 #[async_trait]
 impl SessionStore for Store {
+    #[tracing::instrument(name = "db.insert_session", level = "info", skip_all)]
     async fn insert_session(
         &self,
         session: &Session,
@@ -25,10 +26,12 @@ impl SessionStore for Store {
         Ok(Store::insert_session(self, session, cap, issued_by).await?)
     }
 
+    #[tracing::instrument(name = "db.rotate", level = "info", skip_all)]
     async fn rotate(&self, rotation: &Rotation<'_>, audit: bool) -> StoreResult<Option<Session>> {
         Ok(Store::rotate(self, rotation, audit).await?)
     }
 
+    #[tracing::instrument(name = "db.session_and_store_now", level = "info", skip_all)]
     async fn session_and_store_now(
         &self,
         id: &str,
@@ -37,6 +40,7 @@ impl SessionStore for Store {
         Ok(self.session_and_db_now(id, now).await?)
     }
 
+    #[tracing::instrument(name = "db.revoke_session", level = "info", skip_all)]
     async fn revoke_session(&self, target: RevokeSession<'_>) -> StoreResult<RevokeOutcome> {
         Ok(Store::revoke_session(self, target).await?)
     }
