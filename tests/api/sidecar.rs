@@ -169,7 +169,9 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
     )
     .await;
     eprintln!("key rotation reached the sidecar in {delay:?}");
-    authority.clock.advance(Duration::from_secs(10 * 60 + 1));
+    authority
+        .clock
+        .advance(authority.config.keys.publish_ahead + Duration::from_secs(1));
     let signed_by_new_key = authority.issue("acme", "carol").await;
     let claims = sidecar
         .validate(&signed_by_new_key.access_token)
