@@ -61,7 +61,12 @@ async fn key_statuses(server: &TestServer) -> Vec<(String, i32)> {
 }
 
 async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    // Shorter than access_ttl (15 min), so that the old token is still alive
+    // when the new key signs.
+    let server = TestServer::start_with(backend, |c| {
+        c.keys.publish_ahead = Duration::from_secs(10 * 60)
+    })
+    .await;
     let old = server.issue("acme", "alice").await;
     let (old_kid, alg) = header_of(&old.access_token);
     assert_eq!(alg, "EdDSA");
