@@ -469,8 +469,8 @@ EOF
 ok "discovery: issuer and jwks_uri from tokens.issuer and http.public_url"
 code=$(http_status /metrics)
 [ "$code" = 200 ] || fail "/metrics answers $code"
-grep -q '^token_authority_rpc_requests_total' "$work/body" || fail "/metrics has no RPC counter: $(head -c 400 "$work/body")"
-ok "/metrics 200 with the RPC counter"
+grep -q '^token_authority_db_pool_connections' "$work/body" || fail "/metrics has no pool gauge: $(head -c 400 "$work/body")"
+ok "/metrics 200 with the database pool gauge"
 
 out=$(G login $A list) || fail "reflection: $out"
 grep -qx "$S" <<<"$out" || fail "reflection does not list $S: $out"
