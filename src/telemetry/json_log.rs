@@ -116,6 +116,7 @@ mod tests {
                 .with_writer(move || writer.clone()),
         );
         let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let _exporting = super::super::traces::ExportingTraces::start();
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("rpc");
             span.set_parent(opentelemetry::Context::new().with_value(AppTracer(tracer)))

@@ -6,11 +6,16 @@
 //! it gives the RPC span as parent, and children inherit that context. A
 //! span with no app tracer in its context (startup, background jobs) is not
 //! exported.
+//!
+//! While no app exports traces, the layer is off: bridging every RPC span
+//! to a tracer that drops it cost ~10% of the cheapest RPC's throughput.
+//! Log lines then carry no trace ids (there is no trace to look them up in).
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
 use opentelemetry::trace::noop::NoopTracer;
 use opentelemetry::trace::SpanBuilder;
 use opentelemetry::Context;
 use opentelemetry_sdk::trace::Tracer;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -38,6 +43,25 @@ impl opentelemetry::trace::Tracer for ContextTracer {
     }
 }
 
+/// Apps alive that export traces.
+static EXPORTING_APPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by an app that exports traces: the layer is on while one lives.
+pub struct ExportingTraces(());
+
+impl ExportingTraces {
+    pub fn start() -> Self {
+        EXPORTING_APPS.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for ExportingTraces {
+    fn drop(&mut self) {
+        EXPORTING_APPS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The layer turning our spans into OTel spans, for the global subscriber.
 pub fn otel_layer<S>() -> impl Layer<S>
 where
@@ -46,8 +70,9 @@ where
     tracing_opentelemetry::layer()
         .with_tracer(ContextTracer)
         .with_tracked_inactivity(false)
-        .with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("token_authority", tracing::Level::INFO),
-        )
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            EXPORTING_APPS.load(Ordering::Relaxed) > 0
+                && meta.target().starts_with("token_authority")
+                && *meta.level() <= tracing::Level::INFO
+        }))
 }

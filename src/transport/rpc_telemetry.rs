@@ -27,14 +27,14 @@ const AUTHORITY_SERVICE: &str = "token_authority.v1.TokenAuthority";
 #[derive(Clone)]
 pub struct RpcTelemetryLayer {
     metrics: Arc<Metrics>,
-    tracer: AppTracer,
+    tracer: Option<AppTracer>,
 }
 
 impl RpcTelemetryLayer {
-    pub fn new(metrics: Arc<Metrics>, tracer: Tracer) -> Self {
+    pub fn new(metrics: Arc<Metrics>, tracer: Option<Tracer>) -> Self {
         Self {
             metrics,
-            tracer: AppTracer(tracer),
+            tracer: tracer.map(AppTracer),
         }
     }
 }
@@ -83,9 +83,11 @@ where
             (AUTHORITY_SERVICE, "Validate") => Some(Outcome::Validate),
             _ => None,
         };
-        let parent = TraceContextPropagator::new()
-            .extract(&Headers(request.headers()))
-            .with_value(self.layer.tracer.clone());
+        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
+        let parent = match &self.layer.tracer {
+            Some(tracer) => parent.with_value(tracer.clone()),
+            None => parent,
+        };
         let span = tracing::info_span!(
             "rpc",
             otel.name = rpc.name.as_str(),
