@@ -234,7 +234,6 @@ fn check(backend: Backend, plans: &[QueryPlan], state: &str) {
         ("purge_sessions_idle", pk),
         ("purge_sessions_revoked", "idx_sessions_revoked"),
         ("purge_audit_events", "idx_audit_events_occurred_at"),
-        ("audit_by_session", "idx_audit_events_session"),
         ("audit_newest_page", "idx_audit_events_occurred_at"),
         ("audit_of_subject", "idx_audit_events_tenant_subject"),
     ];

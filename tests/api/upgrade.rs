@@ -222,7 +222,7 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     assert!(
         migrated
             .iter()
-            .any(|l| l.starts_with("idx_audit_events_session")),
+            .any(|l| l.starts_with("idx_sessions_live_of_subject")),
         "{migrated:#?}"
     );
     // A second run (the next replica to start) is a no-op.

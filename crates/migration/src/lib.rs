@@ -24,7 +24,6 @@ mod m20261124_000001_initial;
 mod m20261124_000002_key_activation;
 mod m20261201_000003_revocation_cursor;
 mod m20261202_000004_hot_rotation;
-mod m20261203_000005_audit_reads;
 
 pub struct Migrator;
 
@@ -36,7 +35,6 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_key_activation::Migration),
             Box::new(m20261201_000003_revocation_cursor::Migration),
             Box::new(m20261202_000004_hot_rotation::Migration),
-            Box::new(m20261203_000005_audit_reads::Migration),
         ]
     }
 }

@@ -116,14 +116,6 @@ impl Store {
         };
         statements.extend([
             (
-                "audit_by_session",
-                page(AuditQuery {
-                    session_id: Some(session_id.clone()),
-                    ..Default::default()
-                })
-                .build(backend),
-            ),
-            (
                 "audit_newest_page",
                 page(AuditQuery {
                     before: Some(AuditPosition {
