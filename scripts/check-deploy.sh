@@ -720,13 +720,10 @@ def walk(path):
     return True
 mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
 volumes = {v["name"]: v for v in pod.get("volumes", [])}
-def provided(path, container=c, vols=volumes):
-    """The volume source (kind, name, key) that puts a file at path."""
+def mounted_items(container, vols):
+    """Every file a Secret or ConfigMap volume puts in the container:
+    (mount path, kind, object name, item)."""
     for m in container.get("volumeMounts", []):
-        base = m["mountPath"].rstrip("/") + "/"
-        if not path.startswith(base):
-            continue
-        rel = path[len(base):]
         v = vols[m["name"]]
         sources = v["projected"]["sources"] if "projected" in v else [v]
         for src in sources:
@@ -734,8 +731,12 @@ def provided(path, container=c, vols=volumes):
                 if kind in src:
                     name = src[kind].get("secretName", src[kind].get("name"))
                     for item in src[kind].get("items", []):
-                        if item["path"] == rel:
-                            return (kind, name, item["key"])
+                        yield m["mountPath"], kind, name, item
+def provided(path, container=c, vols=volumes):
+    """The volume source (kind, name, key) that puts a file at path."""
+    for mount, kind, name, item in mounted_items(container, vols):
+        if path == mount.rstrip("/") + "/" + item["path"]:
+            return (kind, name, item["key"])
     return None
 env = {e["name"]: e for e in c.get("env", [])}
 for name, e in env.items():
@@ -761,15 +762,8 @@ def refs(container, vols):
         r = e.get("valueFrom", {}).get("secretKeyRef")
         if r:
             yield ("secret", r["name"], r["key"])
-    for m in container.get("volumeMounts", []):
-        v = vols[m["name"]]
-        sources = v["projected"]["sources"] if "projected" in v else [v]
-        for src in sources:
-            for kind in ("secret", "configMap"):
-                if kind in src:
-                    name = src[kind].get("secretName", src[kind].get("name"))
-                    for item in src[kind].get("items", []):
-                        yield (kind, name, item["key"])
+    for _, kind, name, item in mounted_items(container, vols):
+        yield (kind, name, item["key"])
 for ref in refs(c, volumes):
     check(exists(*ref), f"Deployment uses {ref}, which neither the manifests nor secrets.example.yaml define")
 kek = env.get("TOKEN_AUTHORITY_KEK", {}).get("valueFrom", {}).get("secretKeyRef")
