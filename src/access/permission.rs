@@ -10,8 +10,12 @@ pub enum Permission {
     Validate,
     GetJwks,
     WatchRevocations,
-    /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`).
+    /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`),
+    /// and its HTTP twin for gateways, `GET /authz`.
     Check,
+    /// RFC 7662 token introspection, `POST /oauth2/introspect` (`Validate`
+    /// grants it too: it is the same decision).
+    Introspect,
     RotateSigningKey,
     ListSigningKeys,
     /// `Admin/ListAuditEvents`: the audit trail of the caller's tenants.

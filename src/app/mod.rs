@@ -203,7 +203,11 @@ impl App {
         let http = http_listener
             .map(|listener| {
                 http::spawn(
-                    self.authority.clone(),
+                    http::HttpBackend {
+                        validation: self.authority.clone(),
+                        authority: Some(self.authority.clone()),
+                        access: self.access.clone(),
+                    },
                     &self.config,
                     health.clone(),
                     self.telemetry.prometheus.clone(),

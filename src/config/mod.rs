@@ -123,8 +123,8 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// HTTP listener for `/.well-known/jwks.json`,
-    /// `/.well-known/openid-configuration` and `/healthz` (absent: none).
+    /// HTTP listener for the key set, discovery, health, `/metrics`, the
+    /// OAuth 2.0 endpoints and forward-auth (absent: none).
     pub listen: Option<SocketAddr>,
     /// Base URL the HTTP listener is reached at, for `jwks_uri` (default:
     /// `http://<listen address>`).
@@ -132,6 +132,11 @@ pub struct HttpConfig {
     /// `Cache-Control: max-age` of the key set.
     #[serde(with = "humantime_serde")]
     pub jwks_max_age: Duration,
+    /// Serve the endpoints that carry tokens and caller keys (`/oauth2/*`,
+    /// `/authz`) on a listener that is not on loopback, although it speaks
+    /// plain HTTP: only where the network is protected otherwise (a service
+    /// mesh's mutual TLS, a pod-local gateway).
+    pub plaintext_credentials: bool,
 }
 
 impl Default for HttpConfig {
@@ -140,6 +145,7 @@ impl Default for HttpConfig {
             listen: None,
             public_url: None,
             jwks_max_age: Duration::from_secs(5 * 60),
+            plaintext_credentials: false,
         }
     }
 }

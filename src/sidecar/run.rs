@@ -137,10 +137,15 @@ pub async fn serve(
         })
     };
 
+    let access = Arc::new(AccessControl::new(config, None, sidecar.clock())?);
     let http = http_listener
         .map(|listener| {
             http::spawn(
-                sidecar.clone(),
+                http::HttpBackend {
+                    validation: sidecar.clone(),
+                    authority: None,
+                    access: access.clone(),
+                },
                 config,
                 probe,
                 telemetry.prometheus.clone(),
@@ -150,7 +155,6 @@ pub async fn serve(
         })
         .transpose()?;
 
-    let access = Arc::new(AccessControl::new(config, None, sidecar.clock())?);
     let server = GrpcServer {
         telemetry,
         access: access.clone(),

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tonic::codegen::http::{self, HeaderMap};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -18,7 +19,7 @@ use tower::{Layer, Service};
 
 use super::status;
 use crate::access::{
-    self, AuthenticatedCaller, Denial, Policy, PolicyError, Required, SanIdentity,
+    self, AuthenticatedCaller, Denial, Permission, Policy, PolicyError, Required, SanIdentity,
 };
 use crate::config::Config;
 use crate::domain::audit::{AuditEvent, AuditKind};
@@ -173,7 +174,14 @@ impl AccessControl {
         caller: Option<&AuthenticatedCaller>,
         peer: Option<IpAddr>,
     ) -> Result<(), Status> {
-        let outcome = match caller {
+        self.spend(caller, peer)
+            .map_err(status::caller_rate_limited)
+    }
+
+    /// Spends one request of the caller's allowance (the peer's when
+    /// unauthenticated); when it is used up, how long until the next one.
+    fn spend(&self, caller: Option<&AuthenticatedCaller>, peer: Option<IpAddr>) -> Result<(), Duration> {
+        match caller {
             Some(c) => match self.own_rates.get(&c.caller.name) {
                 Some(limiter) => limiter.check(&()),
                 None => self
@@ -185,8 +193,46 @@ impl AccessControl {
                 .default_rate
                 .as_ref()
                 .map_or(Ok(()), |l| l.check(&RateKey::Peer(peer))),
+        }
+    }
+
+    /// Admission of an HTTP request (`/oauth2/*`, `/authz`): the same
+    /// callers, rates and refusal audit as gRPC, for credentials the HTTP
+    /// endpoint found, and a permission of `any_of`.
+    pub fn admit_http(
+        &self,
+        credentials: HttpCredentials<'_>,
+        any_of: &[Permission],
+        method: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Caller, HttpRefusal> {
+        if !self.policy.is_enabled() {
+            self.spend(None, peer).map_err(HttpRefusal::RateLimited)?;
+            return Ok(self.anonymous.clone());
+        }
+        let authenticated = self
+            .policy
+            .authenticate(credentials.key, &[])
+            .and_then(|caller| match credentials.client_id {
+                Some(id) if id != &*caller.caller.name => Err(Denial::CredentialsInvalid),
+                _ => Ok(caller),
+            });
+        let caller = match authenticated {
+            Ok(caller) => caller,
+            Err(denial) => {
+                self.spend(None, peer).map_err(HttpRefusal::RateLimited)?;
+                self.refuse(denial, method, None, peer);
+                return Err(HttpRefusal::Denied(denial));
+            }
         };
-        outcome.map_err(status::caller_rate_limited)
+        self.spend(Some(&caller), peer)
+            .map_err(HttpRefusal::RateLimited)?;
+        if !any_of.iter().any(|&p| caller.may(p)) {
+            let denial = Denial::PermissionNotGranted;
+            self.refuse(denial, method, Some(&caller.caller), peer);
+            return Err(HttpRefusal::Denied(denial));
+        }
+        Ok(caller.caller.clone())
     }
 
     fn refuse(&self, denial: Denial, method: &str, caller: Option<&Caller>, peer: Option<IpAddr>) {
@@ -252,6 +298,25 @@ fn client_certificate_identities<B>(request: &http::Request<B>) -> Vec<SanIdenti
         .and_then(|info| info.peer_certs())
         .and_then(|chain| chain.first().map(|leaf| access::identities(leaf.as_ref())))
         .unwrap_or_default()
+}
+
+/// What an HTTP endpoint found to authenticate its caller with.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HttpCredentials<'a> {
+    /// A bearer key: from `authorization: Bearer`, a client secret, or the
+    /// gateway's own header.
+    pub key: Option<&'a str>,
+    /// The OAuth client id sent with a client secret: it must name the
+    /// key's caller.
+    pub client_id: Option<&'a str>,
+}
+
+/// Why an HTTP request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRefusal {
+    Denied(Denial),
+    /// The caller's allowance is spent: retry after this long.
+    RateLimited(Duration),
 }
 
 #[derive(Clone)]

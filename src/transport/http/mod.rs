@@ -1,0 +1,145 @@
+//! The HTTP listener.
+//! - Public, read-only: the key set (`/.well-known/jwks.json`), the OpenID
+//!   discovery document, health (`/livez`, `/readyz`, `/readyz/validate`,
+//!   and `/healthz`, an alias of `/readyz`) and `/metrics` (Prometheus).
+//! - For callers (the same callers, keys and permissions as gRPC, see
+//!   `caller`): the OAuth 2.0 endpoints and forward-auth for gateways. They
+//!   carry tokens and keys, so they are served only where those cannot be
+//!   read on the way: on a loopback listener, or where the operator says the
+//!   network is protected (`http.plaintext_credentials`).
+mod caller;
+mod form;
+mod oauth_error;
+mod probes;
+mod well_known;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::DefaultBodyLimit;
+use axum::serve::IncomingStream;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::access_layer::AccessControl;
+use super::connections::HttpListener;
+use super::health::HealthProbe;
+use crate::config::Config;
+use crate::domain::Authority;
+use crate::telemetry::PrometheusMetrics;
+use crate::verify::validation::TokenValidation;
+
+pub use caller::GATEWAY_KEY_HEADER;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const METRICS_PATH: &str = "/metrics";
+
+pub struct HttpSettings {
+    pub issuer: String,
+    /// Base URL of this listener as clients reach it, for `jwks_uri`.
+    pub public_url: String,
+    pub jwks_max_age: Duration,
+}
+
+/// What the endpoints answer from.
+pub struct HttpBackend {
+    pub validation: Arc<dyn TokenValidation>,
+    /// `None` in a validation sidecar: no refresh, revocation or exchange.
+    pub authority: Option<Arc<Authority>>,
+    pub access: Arc<AccessControl>,
+}
+
+struct HttpState {
+    backend: HttpBackend,
+    settings: HttpSettings,
+    health: HealthProbe,
+    metrics: PrometheusMetrics,
+}
+
+/// Starts the HTTP listener in a task, answering from `backend`, with the
+/// discovery document for `config` and `health` on the health paths.
+pub fn spawn(
+    backend: HttpBackend,
+    config: &Config,
+    health: HealthProbe,
+    metrics: PrometheusMetrics,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
+    let local = listener.local_addr()?;
+    let public_url = match &config.http.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{local}"),
+    };
+    let settings = HttpSettings {
+        issuer: config.tokens.issuer.clone(),
+        public_url,
+        jwks_max_age: config.http.jwks_max_age,
+    };
+    let with_callers = local.ip().is_loopback() || config.http.plaintext_credentials;
+    if !with_callers {
+        tracing::warn!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
+    }
+    let state = Arc::new(HttpState {
+        backend,
+        settings,
+        health,
+        metrics,
+    });
+    let listener = HttpListener::new(listener, &config.connections)?;
+    Ok(tokio::spawn(serve(state, with_callers, listener, shutdown)))
+}
+
+/// Waits for a listener started by `spawn`, if any.
+pub async fn finished(task: Option<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+    match task {
+        Some(task) => task.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    }
+}
+
+async fn serve(
+    state: Arc<HttpState>,
+    with_callers: bool,
+    listener: HttpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut router = Router::new()
+        .route(JWKS_PATH, get(well_known::jwks))
+        .route(DISCOVERY_PATH, get(well_known::discovery))
+        .route("/livez", get(probes::livez))
+        .route("/readyz", get(probes::readyz))
+        .route("/healthz", get(probes::readyz))
+        .route("/readyz/validate", get(probes::readyz_validate))
+        .route(METRICS_PATH, get(probes::prometheus_metrics));
+    if with_callers {
+        router = router.merge(for_callers());
+    }
+    let app = router
+        .with_state(state)
+        .into_make_service_with_connect_info::<Peer>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The client's address, for rate limits and the refusal audit.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl Connected<IncomingStream<'_, HttpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, HttpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// The endpoints that need a caller (see `caller`).
+fn for_callers() -> Router<Arc<HttpState>> {
+    Router::new().layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
+}
