@@ -7,7 +7,8 @@
 # - grpcurl 1.8.6 (the package ships the binary);
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
-#   client generated from the Envoy protos, for ext_authz Check).
+#   client generated from the Envoy protos, for ext_authz Check), Authlib +
+#   requests (an OAuth 2.0 client: refresh and revocation over HTTP).
 # From npm, into tests/interop/node_modules (pinned by its package-lock.json):
 # - openid-client and jose, a Node relying party: OpenID discovery and JWKS
 #   verification of our access tokens.
@@ -39,6 +40,8 @@ packages=(
   "xds-protos==1.85.0"
   "PyJWT==2.15.1"
   "cryptography==50.0.2"
+  "Authlib==1.9.10"
+  "requests==2.34.2"
 )
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null

@@ -180,7 +180,11 @@ impl AccessControl {
 
     /// Spends one request of the caller's allowance (the peer's when
     /// unauthenticated); when it is used up, how long until the next one.
-    fn spend(&self, caller: Option<&AuthenticatedCaller>, peer: Option<IpAddr>) -> Result<(), Duration> {
+    fn spend(
+        &self,
+        caller: Option<&AuthenticatedCaller>,
+        peer: Option<IpAddr>,
+    ) -> Result<(), Duration> {
         match caller {
             Some(c) => match self.own_rates.get(&c.caller.name) {
                 Some(limiter) => limiter.check(&()),

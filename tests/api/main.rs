@@ -20,6 +20,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod logs;
+mod oauth_http;
 mod oidc;
 mod otlp;
 mod plans;

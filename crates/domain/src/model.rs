@@ -56,6 +56,8 @@ pub struct TokenPair {
     pub refresh_token: String,
     pub refresh_token_expires_at: Millis,
     pub session_id: String,
+    /// The access token's scopes, space-separated (RFC 6749 §3.3).
+    pub scope: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,7 +157,8 @@ mod tests {
     #[test]
     fn basic_credentials_are_unescaped() {
         let encoded = STANDARD.encode("my%20app:tak_a%2Bb");
-        let p = Presented::of_client(&with_authorization(&format!("Basic {encoded}")), None).unwrap();
+        let p =
+            Presented::of_client(&with_authorization(&format!("Basic {encoded}")), None).unwrap();
         assert_eq!(p.client_id.as_deref(), Some("my app"));
         assert_eq!(p.key.as_deref().map(String::as_str), Some("tak_a+b"));
     }

@@ -82,7 +82,10 @@ mod tests {
         assert!(Form::parse(&form_headers(), b"token=a&token=b").is_err());
         assert!(Form::parse(&HeaderMap::new(), b"token=a").is_err());
         let mut json = HeaderMap::new();
-        json.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        json.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         assert!(Form::parse(&json, b"{}").is_err());
     }
 }

@@ -10,7 +10,10 @@
 mod caller;
 mod form;
 mod oauth_error;
+mod oauth_grant_errors;
 mod probes;
+mod revocation_endpoint;
+mod token_endpoint;
 mod well_known;
 
 use std::future::Future;
@@ -20,8 +23,8 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::serve::IncomingStream;
-use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -39,12 +42,24 @@ pub use caller::GATEWAY_KEY_HEADER;
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const METRICS_PATH: &str = "/metrics";
+pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
 
 pub struct HttpSettings {
     pub issuer: String,
     /// Base URL of this listener as clients reach it, for `jwks_uri`.
     pub public_url: String,
     pub jwks_max_age: Duration,
+    /// Which endpoints for callers are served, for the metadata documents.
+    pub served: Served,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Introspection and forward-auth (any validator).
+    pub validation: bool,
+    /// The token and revocation endpoints (the authority, not a sidecar).
+    pub sessions: bool,
 }
 
 /// What the endpoints answer from.
@@ -77,12 +92,16 @@ pub fn spawn(
         Some(url) => url.clone(),
         None => format!("http://{local}"),
     };
+    let with_callers = local.ip().is_loopback() || config.http.plaintext_credentials;
     let settings = HttpSettings {
         issuer: config.tokens.issuer.clone(),
         public_url,
         jwks_max_age: config.http.jwks_max_age,
+        served: Served {
+            validation: with_callers,
+            sessions: with_callers && backend.authority.is_some(),
+        },
     };
-    let with_callers = local.ip().is_loopback() || config.http.plaintext_credentials;
     if !with_callers {
         tracing::warn!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
     }
@@ -93,7 +112,7 @@ pub fn spawn(
         metrics,
     });
     let listener = HttpListener::new(listener, &config.connections)?;
-    Ok(tokio::spawn(serve(state, with_callers, listener, shutdown)))
+    Ok(tokio::spawn(serve(state, listener, shutdown)))
 }
 
 /// Waits for a listener started by `spawn`, if any.
@@ -106,20 +125,21 @@ pub async fn finished(task: Option<JoinHandle<std::io::Result<()>>>) -> std::io:
 
 async fn serve(
     state: Arc<HttpState>,
-    with_callers: bool,
     listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut router = Router::new()
         .route(JWKS_PATH, get(well_known::jwks))
         .route(DISCOVERY_PATH, get(well_known::discovery))
+        .route(OAUTH_METADATA_PATH, get(well_known::oauth_metadata))
         .route("/livez", get(probes::livez))
         .route("/readyz", get(probes::readyz))
         .route("/healthz", get(probes::readyz))
         .route("/readyz/validate", get(probes::readyz_validate))
         .route(METRICS_PATH, get(probes::prometheus_metrics));
-    if with_callers {
-        router = router.merge(for_callers());
+    let served = state.settings.served;
+    if served.validation {
+        router = router.merge(for_callers(served));
     }
     let app = router
         .with_state(state)
@@ -140,6 +160,15 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
 }
 
 /// The endpoints that need a caller (see `caller`).
-fn for_callers() -> Router<Arc<HttpState>> {
-    Router::new().layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
+fn for_callers(served: Served) -> Router<Arc<HttpState>> {
+    let mut router = Router::new();
+    if served.sessions {
+        router = router
+            .route(token_endpoint::TOKEN_PATH, post(token_endpoint::token))
+            .route(
+                revocation_endpoint::REVOCATION_PATH,
+                post(revocation_endpoint::revoke),
+            );
+    }
+    router.layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
 }

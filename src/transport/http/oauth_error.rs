@@ -52,10 +52,7 @@ impl IntoResponse for OAuthError {
         });
         let mut response = (self.status, no_store_json(), body.to_string()).into_response();
         let headers = response.headers_mut();
-        if let Some(value) = self
-            .challenge
-            .and_then(|c| HeaderValue::from_str(&c).ok())
-        {
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if let Some(after) = self.retry_after {

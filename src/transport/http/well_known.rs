@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{HttpState, JWKS_PATH};
+use super::revocation_endpoint::REVOCATION_PATH;
+use super::token_endpoint::{GRANT_TYPES, TOKEN_PATH};
+use super::{HttpState, INTROSPECTION_PATH, JWKS_PATH};
 use crate::verify::keys::jwk::JwkSet;
 
 pub async fn jwks(State(state): State<Arc<HttpState>>, request: HeaderMap) -> Response {
@@ -72,3 +74,36 @@ pub async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
         .into_response()
 }
 
+/// OAuth 2.0 authorization server metadata (RFC 8414), for clients that
+/// configure themselves from the issuer (Authlib, oauth2 client crates…):
+/// what this authority serves over HTTP. There is no authorization
+/// endpoint: sessions start with Issue, from a trusted login service.
+/// Served by the authority only: a sidecar has no token endpoint.
+pub async fn oauth_metadata(State(state): State<Arc<HttpState>>) -> Response {
+    let served = state.settings.served;
+    if !served.sessions {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let base = state.settings.public_url.trim_end_matches('/');
+    let client_auth = ["client_secret_basic", "client_secret_post"];
+    let document = serde_json::json!({
+        "issuer": state.settings.issuer,
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "token_endpoint": format!("{base}{TOKEN_PATH}"),
+        "token_endpoint_auth_methods_supported": client_auth,
+        "grant_types_supported": GRANT_TYPES,
+        "response_types_supported": [],
+        "revocation_endpoint": format!("{base}{REVOCATION_PATH}"),
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint": format!("{base}{INTROSPECTION_PATH}"),
+        "introspection_endpoint_auth_methods_supported": client_auth,
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        document.to_string(),
+    )
+        .into_response()
+}

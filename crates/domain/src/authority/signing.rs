@@ -208,6 +208,7 @@ impl Authority {
             refresh_token: refresh.as_str().to_owned(),
             refresh_token_expires_at: row.ends_at(),
             session_id: row.id.clone(),
+            scope: claims.scope,
         })
     }
 }
