@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use tonic::Code;
 
 use crate::common::*;
 use crate::processes::free_port;
@@ -66,11 +65,11 @@ async fn validate(server: &TestServer, login: &TestCaller, token: &str) -> Resul
         .map_err(|status| reason(&status))
 }
 
-async fn live_sessions(server: &TestServer, login: &TestCaller) -> usize {
+async fn live_sessions(server: &TestServer, login: &TestCaller, tenant: &str) -> usize {
     server
         .client()
         .list_sessions(login.request(pb::ListSessionsRequest {
-            tenant_id: "acme".into(),
+            tenant_id: tenant.into(),
             subject: "alice".into(),
             ..Default::default()
         }))
@@ -193,7 +192,7 @@ async fn authlib_refreshes_and_revokes(backend: Backend) {
         .await;
     assert!(refreshed.is_err());
     assert_eq!(steps["revoke_garbage"]["status"], 200);
-    assert_eq!(live_sessions(&server, &callers.login).await, 0);
+    assert_eq!(live_sessions(&server, &callers.login, "acme").await, 0);
 }
 
 /// Every failure of the token endpoint is an RFC 6749 §5.2 error with our
@@ -289,7 +288,7 @@ async fn token_endpoint_errors_follow_rfc_6749(backend: Backend) {
         .to_owned();
     let r = post(auth(), refresh_form(&next)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(live_sessions(&server, &callers.login).await, 1);
+    assert_eq!(live_sessions(&server, &callers.login, "acme").await, 1);
 
     // Revocation: the same client authentication, and 200 for any token.
     let r = http_post_form(http, REVOKE, &[], "token=x").await;
@@ -300,17 +299,7 @@ async fn token_endpoint_errors_follow_rfc_6749(backend: Backend) {
     let r = http_post_form(http, REVOKE, &[("Authorization", &bff)], &form).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // ...but another tenant's session is untouched.
-    let mut client = server.client();
-    let refreshed = client
-        .refresh(callers.login.request(pb::RefreshRequest {
-            refresh_token: other_tenant.refresh_token.clone(),
-            device: None,
-        }))
-        .await;
-    assert_eq!(
-        refreshed.map_err(|s| s.code()).err(),
-        Some(Code::PermissionDenied)
-    );
+    assert_eq!(live_sessions(&server, &callers.login, "globex").await, 1);
 }
 
 /// Off loopback, over plain HTTP, the endpoints that carry tokens and keys
