@@ -518,7 +518,7 @@ finish_example() {
   if grep -q '"level":"ERROR"' "$work/$run.log"; then fail "errors logged: $(grep '"level":"ERROR"' "$work/$run.log")"; fi
   ok "SIGTERM: clean exit 0; JSON logs (log.json = true), no ERROR line"
   local warnings
-  warnings=$(grep '"level":"WARN"' "$work/$run.log" | python3 -c 'import json,sys; print("; ".join(sorted({m for m in (json.loads(l)["fields"]["message"] for l in sys.stdin) if m != "request refused"})))' || true)
+  warnings=$(grep '"level":"WARN"' "$work/$run.log" | python3 -c 'import json,sys; print("; ".join(sorted({m for m in (json.loads(l).get("message", "") for l in sys.stdin) if m != "request refused"})))' || true)
   # The refusals above are logged (and audited) as "request refused".
   [ -z "$warnings" ] || note "warnings logged: $warnings"
 }

@@ -103,7 +103,7 @@ pub fn spawn(
         },
     };
     if !with_callers {
-        tracing::warn!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
+        tracing::info!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
     }
     let state = Arc::new(HttpState {
         backend,
