@@ -207,6 +207,7 @@ impl App {
                         validation: self.authority.clone(),
                         authority: Some(self.authority.clone()),
                         access: self.access.clone(),
+                        metrics: self.telemetry.metrics.clone(),
                     },
                     &self.config,
                     health.clone(),

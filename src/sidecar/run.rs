@@ -145,6 +145,7 @@ pub async fn serve(
                     validation: sidecar.clone(),
                     authority: None,
                     access: access.clone(),
+                    metrics: telemetry.metrics.clone(),
                 },
                 config,
                 probe,

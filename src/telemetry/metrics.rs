@@ -21,6 +21,7 @@ pub struct Metrics {
     sessions_active: Gauge<u64>,
     rpc_duration: Histogram<f64>,
     rpc_requests: Counter<u64>,
+    http_duration: Histogram<f64>,
     refresh_outcomes: Counter<u64>,
     validate_outcomes: Counter<u64>,
     reuse_detected: Counter<u64>,
@@ -69,9 +70,14 @@ impl Metrics {
                 .u64_counter("token_authority.rpc.requests")
                 .with_description("Inbound RPCs by service, method and gRPC status code")
                 .build(),
+            http_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_description("Duration of inbound HTTP requests")
+                .with_unit("s")
+                .build(),
             refresh_outcomes: meter
                 .u64_counter("token_authority.refresh.outcomes")
-                .with_description("Refresh RPCs by outcome: OK or the ErrorInfo reason")
+                .with_description("Refreshes (gRPC and the HTTP token endpoint) by outcome: OK or the ErrorInfo reason")
                 .build(),
             validate_outcomes: meter
                 .u64_counter("token_authority.validate.outcomes")
@@ -138,6 +144,18 @@ impl Metrics {
         self.rpc_requests.add(1, &attributes);
     }
 
+    /// `http.server.request.duration` with the HTTP semantic-convention
+    /// attributes. `route` is the matched route, not the requested path,
+    /// so that series stay bounded.
+    pub fn http_finished(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let attributes = [
+            KeyValue::new("http.request.method", bounded_method(method)),
+            KeyValue::new("http.route", route.to_owned()),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+        ];
+        self.http_duration.record(seconds, &attributes);
+    }
+
     /// The outcome of a Refresh: `OK` or the google.rpc.ErrorInfo reason.
     pub fn refresh_outcome(&self, reason: &str) {
         self.refresh_outcomes
@@ -161,6 +179,15 @@ impl Rpc {
             name: StringValue::from(format!("{service}/{method}")),
         }
     }
+}
+
+/// The methods of RFC 9110; any other is `_OTHER` (the semantic
+/// conventions' bound on client-chosen values).
+fn bounded_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("_OTHER")
 }
 
 /// Reasons are our own constants (`UPPER_SNAKE`); anything else, which only

@@ -300,6 +300,17 @@ async fn token_endpoint_errors_follow_rfc_6749(backend: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     // ...but another tenant's session is untouched.
     assert_eq!(live_sessions(&server, &callers.login, "globex").await, 1);
+
+    // Refreshes over HTTP count like gRPC's; every request is timed by route.
+    let metrics = http_get(http, "/metrics", &[]).await.body;
+    for series in [
+        r#"token_authority_refresh_outcomes_total{reason="TOKEN_INVALID"} 1"#,
+        r#"token_authority_refresh_outcomes_total{reason="OK"} 3"#,
+        r#"http_route="/oauth2/token""#,
+        r#"http_response_status_code="401""#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
 }
 
 /// Off loopback, over plain HTTP, the endpoints that carry tokens and keys

@@ -12,6 +12,7 @@ mod form;
 mod oauth_error;
 mod oauth_grant_errors;
 mod probes;
+mod request_metrics;
 mod revocation_endpoint;
 mod token_endpoint;
 mod well_known;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
 use axum::Router;
@@ -34,7 +36,7 @@ use super::connections::HttpListener;
 use super::health::HealthProbe;
 use crate::config::Config;
 use crate::domain::Authority;
-use crate::telemetry::PrometheusMetrics;
+use crate::telemetry::{Metrics, PrometheusMetrics};
 use crate::verify::validation::TokenValidation;
 
 pub use caller::GATEWAY_KEY_HEADER;
@@ -68,6 +70,7 @@ pub struct HttpBackend {
     /// `None` in a validation sidecar: no refresh, revocation or exchange.
     pub authority: Option<Arc<Authority>>,
     pub access: Arc<AccessControl>,
+    pub metrics: Arc<Metrics>,
 }
 
 struct HttpState {
@@ -141,7 +144,12 @@ async fn serve(
     if served.validation {
         router = router.merge(for_callers(served));
     }
+    let metrics = state.backend.metrics.clone();
     let app = router
+        .route_layer(middleware::from_fn_with_state(
+            metrics,
+            request_metrics::record,
+        ))
         .with_state(state)
         .into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app)

@@ -20,6 +20,7 @@ use super::{HttpState, Peer};
 use crate::access::Permission;
 use crate::domain::model::{Device, RefreshRequest, TokenPair};
 use crate::domain::Authority;
+use crate::telemetry::Metrics;
 use crate::verify::caller::Caller;
 use crate::verify::clock::Millis;
 
@@ -45,7 +46,7 @@ pub async fn token(
                 let caller = presented
                     .admit(&state.backend.access, &[Permission::Refresh], "token", peer)
                     .map_err(oauth_refusal)?;
-                refresh_grant(authority, &caller, &form).await
+                refresh_grant(authority, &state.backend.metrics, &caller, &form).await
             }
             other => Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -68,6 +69,7 @@ pub async fn token(
 /// come from token exchange.
 async fn refresh_grant(
     authority: &Authority,
+    metrics: &Metrics,
     caller: &Caller,
     form: &Form,
 ) -> Result<Response, OAuthError> {
@@ -82,10 +84,9 @@ async fn refresh_grant(
         refresh_token: form.required("refresh_token")?.to_owned(),
         device,
     };
-    let pair = authority
-        .refresh(caller, request)
-        .await
-        .map_err(|e| grant_error(&e))?;
+    let refreshed = authority.refresh(caller, request).await;
+    metrics.refresh_outcome(refreshed.as_ref().map_or_else(|e| e.reason(), |_| "OK"));
+    let pair = refreshed.map_err(|e| grant_error(&e))?;
     Ok(token_response(&pair, authority.now()))
 }
 
