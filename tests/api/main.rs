@@ -9,6 +9,7 @@ mod common;
 mod config_cli;
 mod connections;
 mod db_proxy;
+mod examples;
 mod expiry;
 mod ext_authz;
 mod faults;
