@@ -1,7 +1,9 @@
 //! Compiles the gRPC contract under `proto/` with protox (pure Rust, no
 //! system `protoc`), and keeps descriptor sets for server reflection: ours,
-//! and Envoy's external-authorization API (whose Rust types come from the
-//! `envoy-types` crate; the vendored protos are only for reflection).
+//! the google.rpc error model our statuses carry, and Envoy's
+//! external-authorization API (the Rust types of both come from crates,
+//! `tonic-types` and `envoy-types`; their vendored protos are only for
+//! reflection, and for clients in other languages).
 use prost::Message;
 use std::path::PathBuf;
 
@@ -22,6 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ours.encode_to_vec(),
     )?;
     tonic_prost_build::configure().compile_fds(ours)?;
+
+    let errors = protox::compile(
+        ["google/rpc/status.proto", "google/rpc/error_details.proto"],
+        ["vendor"],
+    )?;
+    std::fs::write(
+        out_dir.join("google_rpc_descriptor.bin"),
+        errors.encode_to_vec(),
+    )?;
 
     let envoy = protox::compile(["envoy/service/auth/v3/external_auth.proto"], ["vendor"])?;
     std::fs::write(

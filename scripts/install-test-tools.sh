@@ -9,9 +9,14 @@
 #   access tokens from /.well-known/jwks.json), grpcio + xds-protos (a
 #   client generated from the Envoy protos, for ext_authz Check), Authlib +
 #   requests (an OAuth 2.0 client: refresh and revocation over HTTP).
+# - the Python example client's (examples/python): grpcio-tools (stubs
+#   generated at run time from proto/) and googleapis-common-protos
+#   (google.rpc.Status and ErrorInfo).
 # From npm, into tests/interop/node_modules (pinned by its package-lock.json):
 # - openid-client and jose, a Node relying party: OpenID discovery and JWKS
 #   verification of our access tokens.
+# - into examples/node/node_modules (its package-lock.json): @grpc/grpc-js and
+#   @grpc/proto-loader, the Node example client.
 # And into .tools/, checked by scripts/test.sh:
 # - cargo-deny 0.20.2 from crates.io (licences, bans, sources: deny.toml),
 #   built with the pinned toolchain (it needs rustc 1.88 or later);
@@ -42,6 +47,8 @@ packages=(
   "cryptography==50.0.2"
   "Authlib==1.9.10"
   "requests==2.34.2"
+  "grpcio-tools==1.85.1"
+  "googleapis-common-protos==1.76.0"
 )
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null
@@ -63,6 +70,13 @@ if ! cmp -s tests/interop/package-lock.json tests/interop/node_modules/.installe
   fi
   npm ci --prefix tests/interop --no-audit --no-fund --ignore-scripts >/dev/null
   cp tests/interop/package-lock.json tests/interop/node_modules/.installed-lock.json
+fi
+if ! cmp -s examples/node/package-lock.json examples/node/node_modules/.installed-lock.json; then
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  npm ci --prefix examples/node --no-audit --no-fund --ignore-scripts >/dev/null
+  cp examples/node/package-lock.json examples/node/node_modules/.installed-lock.json
 fi
 
 stamp=.venv/.installed

@@ -55,6 +55,7 @@ pub fn session(s: model::SessionInfo) -> pb::Session {
         device: Some(device_out(s.device)),
         audience: s.audience,
         scopes: s.scopes,
+        client_id: s.client_id,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn claims(v: verify_model::ValidatedToken) -> pb::Claims {
         token_id: c.jti,
         issuer: c.iss,
         key_id: v.key_id,
+        client_id: c.client_id,
         extra_claims: (!c.extra.is_empty()).then(|| struct_from_json(c.extra)),
     }
 }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::domain::Authority;
 use crate::proto::admin_server::AdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
-use crate::proto::{ENVOY_AUTHZ_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET};
+use crate::proto::{ENVOY_AUTHZ_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET, GOOGLE_RPC_DESCRIPTOR_SET};
 use crate::telemetry::Telemetry;
 use crate::verify::validation::TokenValidation;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
@@ -95,7 +95,7 @@ impl GrpcServer<'_> {
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 // Lets grpcurl decode our google.rpc.ErrorInfo / BadRequest details.
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(GOOGLE_RPC_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTOR_SET)
         };
         let routes = routes

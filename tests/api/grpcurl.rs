@@ -84,6 +84,31 @@ async fn grpcurl_lists_describes_and_calls(backend: Backend) {
     });
 }
 
+/// An error's google.rpc.ErrorInfo, decoded by grpcurl with the
+/// google.rpc descriptors that reflection serves.
+async fn grpcurl_decodes_error_details(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let output = tokio::task::block_in_place(|| {
+        Command::new(grpcurl())
+            .args(["-plaintext", "-d", r#"{"access_token":"not-a-token"}"#])
+            .arg(server.addr.to_string())
+            .arg("token_authority.v1.TokenAuthority/Validate")
+            .output()
+            .expect("grpcurl runs")
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for expected in [
+        "Code: Unauthenticated",
+        // Without the descriptor, grpcurl could not name the fields.
+        r#""@type":"type.googleapis.com/google.rpc.ErrorInfo""#,
+        r#""reason":"TOKEN_INVALID""#,
+        r#""domain":"token-authority""#,
+    ] {
+        assert!(stderr.contains(expected), "no {expected} in: {stderr}");
+    }
+}
+
 /// Envoy's Check, described and called through reflection like any of ours.
 async fn grpcurl_calls_envoy_check(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -128,4 +153,8 @@ async fn grpcurl_calls_envoy_check(backend: Backend) {
     });
 }
 
-crate::on_both_backends!(grpcurl_lists_describes_and_calls, grpcurl_calls_envoy_check,);
+crate::on_both_backends!(
+    grpcurl_lists_describes_and_calls,
+    grpcurl_calls_envoy_check,
+    grpcurl_decodes_error_details,
+);

@@ -4,10 +4,12 @@
 mod access;
 mod audit_log;
 mod bad_input;
+mod claims;
 mod common;
 mod config_cli;
 mod connections;
 mod db_proxy;
+mod examples;
 mod expiry;
 mod ext_authz;
 mod faults;

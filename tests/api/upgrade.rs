@@ -4,15 +4,16 @@
 //!
 //! How the old rows are made: the migrations the previous release did not
 //! have (from m20261202_000004_hot_rotation on) change indexes and storage
-//! parameters only, never a column, so a row of the previous release has
-//! exactly today's shape. They are written by the authority's own write
-//! paths (Issue, Refresh, Revoke: the same statements, signing keys sealed
-//! under the same key-encryption key, refresh-token digests under the same
-//! secret) on a database at the previous schema, without migrating it; plus
-//! one audit row in plain SQL with the old column list. Hand-written rows
-//! could not hold a sealed key or a token digest that today's server
-//! accepts; running the previous release's binary would mean building it
-//! in the test.
+//! parameters, and add one column, `sessions.client_id`, which today's code
+//! writes. So the rows are written by the authority's own write paths
+//! (Issue, Refresh, Revoke: the same statements, signing keys sealed under
+//! the same key-encryption key, refresh-token digests under the same
+//! secret) on a database at the previous schema plus that column, which is
+//! then dropped: what is left is the previous release's shape, and the
+//! values it would have written. Plus one audit row in plain SQL with the
+//! old column list. Hand-written rows could not hold a sealed key or a
+//! token digest that today's server accepts; running the previous
+//! release's binary would mean building it in the test.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -211,7 +212,14 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     );
     assert!(pending.iter().any(|n| n == "m20261202_000004_hot_rotation"));
 
+    // Today's inserts name client_id; the previous release's rows have none.
+    raw.execute_unprepared("ALTER TABLE sessions ADD COLUMN client_id TEXT NOT NULL DEFAULT ''")
+        .await
+        .unwrap();
     let old = fill_previous_release(&config, &raw).await;
+    raw.execute_unprepared("ALTER TABLE sessions DROP COLUMN client_id")
+        .await
+        .unwrap();
 
     migrate_with_the_binary(&config.database.url);
     assert!(Migrator::get_pending_migrations(&raw)
@@ -237,7 +245,12 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
         ("alice", old.live.session_id.as_str())
     );
     let renewed = server.refresh(&old.live.refresh_token).await.unwrap();
-    server.validate(&renewed.access_token).await.unwrap();
+    let claims = server.validate(&renewed.access_token).await.unwrap();
+    // Who issued an old session was not recorded: no client_id claim.
+    assert_eq!(claims.client_id, "");
+    assert!(access_token_payload(&renewed.access_token)
+        .get("client_id")
+        .is_none());
 
     assert_error(
         server.refresh(&old.revoked.refresh_token).await,
@@ -259,6 +272,7 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     assert_eq!(alice.len(), 1);
     assert_eq!(alice[0].session_id, old.live.session_id);
     assert_eq!(alice[0].refresh_count, 2);
+    assert_eq!(alice[0].client_id, "");
     assert!(server.list("acme", "bob").await.is_empty());
     assert_eq!(server.list("globex", "gina").await.len(), 1);
 

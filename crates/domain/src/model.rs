@@ -70,6 +70,8 @@ pub struct SessionInfo {
     pub device: Device,
     pub audience: String,
     pub scopes: Vec<String>,
+    /// The caller that issued the session (see `Session::client_id`).
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

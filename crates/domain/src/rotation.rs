@@ -131,6 +131,7 @@ mod tests {
             audience: "a".into(),
             scopes: String::new(),
             extra_claims: None,
+            client_id: "login".into(),
             generation: 5,
             token_digest: b"digest of generation 6".to_vec(),
             previous_digest: Some(A.to_vec()),

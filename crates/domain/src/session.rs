@@ -13,6 +13,10 @@ pub struct Session {
     pub scopes: String,
     /// JSON object copied into every access token of the session.
     pub extra_claims: Option<String>,
+    /// The caller that issued the session: the `client_id` claim of all its
+    /// access tokens, whoever refreshes. Empty for sessions issued before it
+    /// was recorded. Never changes.
+    pub client_id: String,
     /// How many times the refresh token was rotated.
     pub generation: i64,
     /// SHA-256 of the current refresh token.

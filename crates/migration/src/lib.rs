@@ -24,6 +24,7 @@ mod m20261124_000001_initial;
 mod m20261124_000002_key_activation;
 mod m20261201_000003_revocation_cursor;
 mod m20261202_000004_hot_rotation;
+mod m20261202_000005_session_client_id;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_key_activation::Migration),
             Box::new(m20261201_000003_revocation_cursor::Migration),
             Box::new(m20261202_000004_hot_rotation::Migration),
+            Box::new(m20261202_000005_session_client_id::Migration),
         ]
     }
 }

@@ -12,7 +12,19 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 
 /// Registered claims that extra claims may not override.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "typ", "kid",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "sid",
+    "tenant",
+    "scope",
+    "client_id",
+    "typ",
+    "kid",
 ];
 
 /// What an access token says. Times are seconds since the Unix epoch.
@@ -30,6 +42,11 @@ pub struct AccessClaims {
     pub tenant: String,
     /// Space-separated scopes (RFC 8693 `scope`).
     pub scope: String,
+    /// The caller that issued the session (RFC 9068 `client_id`). Empty,
+    /// and left out of the token, for sessions issued before it was
+    /// recorded; tokens of those (or of an older release) verify without it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -248,8 +265,29 @@ mod tests {
             sid: "sid".into(),
             tenant: "t".into(),
             scope: String::new(),
+            client_id: "login".into(),
             extra: Map::new(),
         }
+    }
+
+    #[test]
+    fn client_id_is_left_out_when_unknown_and_optional_when_verifying() {
+        let (signer, keys) = signer(KeyAlgorithm::EdDsa);
+        let payload = |token: &str| -> Map<String, Value> {
+            let part = token.split('.').nth(1).expect("payload");
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+        };
+        let known = sign(&signer, &claims(NOW / 1000, NOW / 1000 + 900)).expect("sign");
+        assert_eq!(payload(&known)["client_id"], "login");
+
+        let unknown = AccessClaims {
+            client_id: String::new(),
+            ..claims(NOW / 1000, NOW / 1000 + 900)
+        };
+        let token = sign(&signer, &unknown).expect("sign");
+        assert!(!payload(&token).contains_key("client_id"));
+        let verified = verify(&keys, "iss", &token, NOW, 0).expect("verifies without client_id");
+        assert_eq!(verified.claims, unknown);
     }
 
     #[test]

@@ -232,6 +232,7 @@ mod tests {
                 sid: session.to_string(),
                 tenant: "acme".into(),
                 scope: String::new(),
+                client_id: "c".into(),
                 extra: Default::default(),
             };
             tokens.push((sign(&signer, &claims).unwrap(), session, exp));
@@ -294,6 +295,7 @@ mod tests {
                 sid: session.to_string(),
                 tenant: "acme".into(),
                 scope: String::new(),
+                client_id: "c".into(),
                 extra: Default::default(),
             };
             ValidateRequest {

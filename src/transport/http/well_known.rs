@@ -62,7 +62,7 @@ pub async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "client_id"],
     });
     (
         [

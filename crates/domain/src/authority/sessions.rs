@@ -62,6 +62,7 @@ impl Authority {
                 .then(|| serde_json::to_string(&req.extra_claims))
                 .transpose()
                 .map_err(|e| Error::Internal(e.to_string()))?,
+            client_id: caller.name.to_string(),
             generation: 0,
             token_digest: refresh_token.digest().to_vec(),
             previous_digest: None,
@@ -324,6 +325,7 @@ fn session_info(row: Session) -> SessionInfo {
             ip: row.ip,
         },
         audience: row.audience,
+        client_id: row.client_id,
     }
 }
 

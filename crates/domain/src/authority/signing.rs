@@ -196,6 +196,8 @@ impl Authority {
             sid: row.id.clone(),
             tenant: row.tenant_id.clone(),
             scope: row.scopes.clone(),
+            // The issuer's, not the refresher's: stored with the session.
+            client_id: row.client_id.clone(),
             extra,
         };
         let keys = self.current_keys();

@@ -16,6 +16,7 @@ fn session(id: &str, subject: &str, created_at: Millis) -> Session {
         audience: "a".into(),
         scopes: String::new(),
         extra_claims: None,
+        client_id: "login".into(),
         generation: 0,
         token_digest: b"d0".to_vec(),
         previous_digest: None,

@@ -14,6 +14,9 @@ pub struct Model {
     pub scopes: String,
     /// JSON object copied into every access token of the session.
     pub extra_claims: Option<String>,
+    /// The caller that issued the session (the `client_id` claim); `''` for
+    /// sessions from before it was recorded. Written once, by the insert.
+    pub client_id: String,
     /// How many times the refresh token was rotated.
     pub generation: i64,
     /// SHA-256 of the current refresh token.
@@ -52,6 +55,7 @@ impl From<Model> for token_authority_domain::session::Session {
             audience: m.audience,
             scopes: m.scopes,
             extra_claims: m.extra_claims,
+            client_id: m.client_id,
             generation: m.generation,
             token_digest: m.token_digest,
             previous_digest: m.previous_digest,
@@ -79,6 +83,7 @@ impl From<&token_authority_domain::session::Session> for Model {
             audience: s.audience.clone(),
             scopes: s.scopes.clone(),
             extra_claims: s.extra_claims.clone(),
+            client_id: s.client_id.clone(),
             generation: s.generation,
             token_digest: s.token_digest.clone(),
             previous_digest: s.previous_digest.clone(),

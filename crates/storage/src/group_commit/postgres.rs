@@ -23,6 +23,7 @@ use crate::{Store, StoreResult};
 /// `rotated_at` is the database's clock (see `db_clock`); `last_used_at`
 /// and the audit time are the service's, like every other audit event.
 /// `COALESCE` keeps a device field that the refresh did not send.
+/// `client_id` is only returned: it is the issuer's for the whole session.
 ///
 /// The liveness conditions are written so that no index can serve them
 /// (`revoked_at IS NULL` would match the partial index of live sessions):
@@ -68,9 +69,9 @@ WITH input AS (
     AND (NOT i.tenant_filtered
          OR EXISTS (SELECT 1 FROM allowed a WHERE a.ord = i.ord AND a.tenant_id = s.tenant_id))
   RETURNING i.ord, i.audit, s.id, s.tenant_id, s.subject, s.audience, s.scopes, s.extra_claims,
-            s.generation, s.token_digest, s.previous_digest, s.rotated_at, s.created_at,
-            s.last_used_at, s.expires_at, s.idle_expires_at, s.revoked_at, s.revoke_reason,
-            s.revocation_seq, s.device_name, s.user_agent, s.ip
+            s.client_id, s.generation, s.token_digest, s.previous_digest, s.rotated_at,
+            s.created_at, s.last_used_at, s.expires_at, s.idle_expires_at, s.revoked_at,
+            s.revoke_reason, s.revocation_seq, s.device_name, s.user_agent, s.ip
 ), audited AS (
   INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail)
   SELECT last_used_at, 'refreshed', tenant_id, subject, id, 'generation ' || generation
@@ -188,6 +189,7 @@ fn session(row: &PgRow) -> Result<Session, sqlx::Error> {
         audience: row.try_get("audience")?,
         scopes: row.try_get("scopes")?,
         extra_claims: row.try_get("extra_claims")?,
+        client_id: row.try_get("client_id")?,
         generation: row.try_get("generation")?,
         token_digest: row.try_get("token_digest")?,
         previous_digest: row.try_get("previous_digest")?,

@@ -53,6 +53,7 @@ async fn sessions_are_listed_in_creation_order_page_by_page() {
             },
             audience: "api".into(),
             scopes: vec!["read".into(), "write".into()],
+            client_id: "anonymous".into(),
         }
     );
 

@@ -18,6 +18,7 @@ async fn an_issued_session_is_stored_audited_and_its_token_validates() {
         ("acme", "alice", "api")
     );
     assert_eq!(s.scopes, "read write");
+    assert_eq!(s.client_id, "anonymous");
     assert_eq!(s.generation, 0);
     assert_eq!(s.token_digest, digest_of(&pair.refresh_token).to_vec());
     assert_eq!((s.created_at, s.last_used_at), (T0, T0));
@@ -55,6 +56,30 @@ async fn an_issued_session_is_stored_audited_and_its_token_validates() {
         (claims.iat, claims.exp),
         (T0 / 1000, (T0 + ACCESS_TTL) / 1000)
     );
+}
+
+#[tokio::test]
+async fn every_access_token_names_the_caller_that_issued_the_session() {
+    let fx = Fixture::new().await;
+    let login = limited_to("login-service", &["acme"]);
+    let gateway = limited_to("gateway", &["acme"]);
+    let pair = fx.try_issue(&login, "acme", "alice").await.unwrap();
+    assert_eq!(fx.session(&pair.session_id).client_id, "login-service");
+    let issued = fx.validate(&pair.access_token).unwrap().claims;
+    assert_eq!(issued.client_id, "login-service");
+
+    fx.advance(1_000);
+    let refreshed = fx.refresh_as(&gateway, &pair.refresh_token).await.unwrap();
+    let claims = fx.validate(&refreshed.access_token).unwrap().claims;
+    assert_eq!(
+        claims.client_id, "login-service",
+        "the issuer's, not the refresher's"
+    );
+    assert_ne!(claims.jti, issued.jti);
+    assert_eq!(claims.iat, (T0 + 1_000) / 1000);
+
+    let listed = fx.list(&gateway, "acme", "alice", 0, "").await.unwrap();
+    assert_eq!(listed.sessions[0].client_id, "login-service");
 }
 
 #[tokio::test]
