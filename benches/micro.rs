@@ -32,6 +32,7 @@ fn claims(now: i64) -> AccessClaims {
         sid: uuid::Uuid::now_v7().to_string(),
         tenant: "acme".into(),
         scope: "read write".into(),
+        act: None,
         extra: Default::default(),
     }
 }

@@ -61,6 +61,7 @@ fn fixture() -> &'static Fixture {
                     sid: Uuid::now_v7().to_string(),
                     tenant: "acme".into(),
                     scope: "read".into(),
+                    act: None,
                     extra: Default::default(),
                 };
                 access_token::sign(signer, &claims).expect("sign")

@@ -172,6 +172,7 @@ fn verify_per_core(seconds: Duration) -> Result<f64, BoxError> {
         sid: uuid::Uuid::now_v7().to_string(),
         tenant: "load".into(),
         scope: "read write".into(),
+        act: None,
         extra: Default::default(),
     };
     let token = access_token::sign(&signer, &claims)?;

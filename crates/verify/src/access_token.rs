@@ -12,7 +12,7 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 
 /// Registered claims that extra claims may not override.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "typ", "kid",
+    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "typ", "kid", "act",
 ];
 
 /// What an access token says. Times are seconds since the Unix epoch.
@@ -30,8 +30,36 @@ pub struct AccessClaims {
     pub tenant: String,
     /// Space-separated scopes (RFC 8693 `scope`).
     pub scope: String,
+    /// Who acts on the subject's behalf (RFC 8693 §4.1): set on tokens
+    /// minted by token exchange, absent on those of Issue and Refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// An `act` claim: the party acting, and the one that acted before it
+/// (the delegation chain, most recent first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// `sub` acting on top of `previous` (an earlier chain, if any).
+    pub fn new(sub: impl Into<String>, previous: Option<Actor>) -> Self {
+        Self {
+            sub: sub.into(),
+            act: previous.map(Box::new),
+        }
+    }
+
+    /// How many actors the chain holds (this one included).
+    pub fn depth(&self) -> usize {
+        std::iter::successors(Some(self), |a| a.act.as_deref()).count()
+    }
 }
 
 /// Signs a compact JWS (`header.payload.signature`, RFC 7515). Verified by
@@ -248,8 +276,30 @@ mod tests {
             sid: "sid".into(),
             tenant: "t".into(),
             scope: String::new(),
+            act: None,
             extra: Map::new(),
         }
+    }
+
+    #[test]
+    fn act_is_a_typed_claim_omitted_when_absent() {
+        let plain = claims(1_000, 1_900);
+        let json = serde_json::to_value(&plain).expect("json");
+        assert!(json.get("act").is_none());
+        let delegated = AccessClaims {
+            act: Some(Actor::new("billing", Some(Actor::new("orders", None)))),
+            ..plain
+        };
+        let json = serde_json::to_value(&delegated).expect("json");
+        assert_eq!(
+            json["act"],
+            serde_json::json!({"sub": "billing", "act": {"sub": "orders"}})
+        );
+        let back: AccessClaims = serde_json::from_value(json).expect("decode");
+        assert_eq!(back, delegated);
+        assert!(back.extra.is_empty());
+        assert_eq!(back.act.map(|a| a.depth()), Some(2));
+        assert!(RESERVED_CLAIMS.contains(&"act"));
     }
 
     #[test]

@@ -232,6 +232,7 @@ mod tests {
                 sid: session.to_string(),
                 tenant: "acme".into(),
                 scope: String::new(),
+                act: None,
                 extra: Default::default(),
             };
             tokens.push((sign(&signer, &claims).unwrap(), session, exp));
@@ -294,6 +295,7 @@ mod tests {
                 sid: session.to_string(),
                 tenant: "acme".into(),
                 scope: String::new(),
+                act: None,
                 extra: Default::default(),
             };
             ValidateRequest {

@@ -116,6 +116,7 @@ mod tests {
                 sid: session.to_string(),
                 tenant: "t".into(),
                 scope: String::new(),
+                act: None,
                 extra: Default::default(),
             },
             kid: "k".into(),

@@ -196,18 +196,24 @@ impl Authority {
             sid: row.id.clone(),
             tenant: row.tenant_id.clone(),
             scope: row.scopes.clone(),
+            act: None,
             extra,
         };
-        let keys = self.current_keys();
-        let key = keys
-            .signing_at(now)
-            .ok_or_else(|| Error::Internal("no signing key".into()))?;
         Ok(TokenPair {
-            access_token: access_token::sign(key, &claims)?,
+            access_token: self.sign_access_token(&claims, now)?,
             access_token_expires_at: claims.exp * 1000,
             refresh_token: refresh.as_str().to_owned(),
             refresh_token_expires_at: row.ends_at(),
             session_id: row.id.clone(),
         })
+    }
+
+    /// Signs access-token claims with the key that signs at `now`.
+    pub(super) fn sign_access_token(&self, claims: &AccessClaims, now: Millis) -> Result<String> {
+        let keys = self.current_keys();
+        let key = keys
+            .signing_at(now)
+            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        access_token::sign(key, claims)
     }
 }
