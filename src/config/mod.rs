@@ -576,6 +576,7 @@ mod tests {
                     permissions: vec![crate::access::Permission::Issue],
                     tenants: vec!["acme".into()],
                     rate: None,
+                    exchange: None,
                 })
             }),
         ];
