@@ -8,6 +8,7 @@ mod common;
 mod config_cli;
 mod connections;
 mod db_proxy;
+mod exchange;
 mod expiry;
 mod ext_authz;
 mod faults;
