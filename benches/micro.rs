@@ -33,6 +33,7 @@ fn claims(now: i64) -> AccessClaims {
         tenant: "acme".into(),
         scope: "read write".into(),
         client_id: "login".into(),
+        act: None,
         extra: Default::default(),
     }
 }

@@ -62,6 +62,7 @@ fn fixture() -> &'static Fixture {
                     tenant: "acme".into(),
                     scope: "read".into(),
                     client_id: "login".into(),
+                    act: None,
                     extra: Default::default(),
                 };
                 access_token::sign(signer, &claims).expect("sign")

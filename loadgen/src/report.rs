@@ -173,6 +173,7 @@ fn verify_per_core(seconds: Duration) -> Result<f64, BoxError> {
         tenant: "load".into(),
         scope: "read write".into(),
         client_id: "loadgen".into(),
+        act: None,
         extra: Default::default(),
     };
     let token = access_token::sign(&signer, &claims)?;

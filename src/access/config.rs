@@ -25,6 +25,12 @@ pub struct AuthConfig {
 /// tenants = ["acme"]                                  # required; ["*"]: every tenant
 /// rate = "500/s"                                      # default limits.caller_rate
 /// ```
+/// A caller granted `Exchange` also says what it may exchange:
+/// ```toml
+/// [auth.callers.exchange]
+/// subject_audiences = ["orders-api"]      # tokens addressed to these may be presented
+/// target_audiences = ["billing-api"]      # ... for tokens addressed to these; ["*"]: any
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
@@ -38,4 +44,19 @@ pub struct CallerConfig {
     pub tenants: Vec<String>,
     #[serde(default, with = "rate::optional")]
     pub rate: Option<Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeConfig>,
+}
+
+/// What a caller may exchange (`Exchange`). Both lists are required, so
+/// that forgetting one cannot allow every audience: `["*"]` says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Subject tokens addressed to these audiences may be presented:
+    /// normally the caller's own audience only, so that a service cannot
+    /// exchange a token it was shown on its way to another service.
+    pub subject_audiences: Vec<String>,
+    /// Audiences the new tokens may be for.
+    pub target_audiences: Vec<String>,
 }

@@ -8,6 +8,8 @@ pub enum Permission {
     Revoke,
     ListSessions,
     Validate,
+    /// Token exchange; which audiences is the caller's `exchange` table.
+    Exchange,
     GetJwks,
     WatchRevocations,
     /// Envoy external authorization (`envoy.service.auth.v3.Authorization/Check`),
@@ -74,6 +76,7 @@ const METHODS: &[(&str, &str, Required)] = {
         (TOKEN_AUTHORITY, "Revoke", needs(Revoke)),
         (TOKEN_AUTHORITY, "ListSessions", needs(ListSessions)),
         (TOKEN_AUTHORITY, "Validate", needs(Validate)),
+        (TOKEN_AUTHORITY, "Exchange", needs(Exchange)),
         (TOKEN_AUTHORITY, "GetJwks", needs(GetJwks)),
         (TOKEN_AUTHORITY, "WatchRevocations", needs(WatchRevocations)),
         (ADMIN, "RotateSigningKey", needs(RotateSigningKey)),

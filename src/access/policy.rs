@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use super::bearer::BearerKeyDigest;
 use super::certificate::SanIdentity;
-use super::config::{AuthConfig, ALL_TENANTS};
+use super::config::{AuthConfig, CallerConfig, ALL_TENANTS};
 use super::permission::Permission;
 use crate::config::rate::Rate;
 use crate::verify::caller::{Caller, TenantScope};
+use crate::verify::input::MAX_AUDIENCE;
 
 /// A recognised caller and what it was granted.
 #[derive(Debug)]
@@ -90,6 +91,7 @@ impl Policy {
                     return Err(err(format!("identity {identity:?} is listed twice")));
                 }
             }
+            check_exchange(c).map_err(err)?;
             let tenants = if c.tenants.iter().any(|t| t == ALL_TENANTS) {
                 TenantScope::All
             } else if c.tenants.is_empty() {
@@ -145,10 +147,46 @@ impl Policy {
     }
 }
 
+/// An `exchange` table goes with the `Exchange` permission, and names
+/// audiences that can exist.
+fn check_exchange(c: &CallerConfig) -> Result<(), String> {
+    let granted = c
+        .permissions
+        .iter()
+        .any(|p| matches!(p, Permission::Exchange | Permission::All));
+    let Some(exchange) = &c.exchange else {
+        if c.permissions.contains(&Permission::Exchange) {
+            return Err("is granted Exchange but has no exchange table (which audiences)".into());
+        }
+        return Ok(());
+    };
+    if !granted {
+        return Err("has an exchange table but is not granted Exchange".into());
+    }
+    for (field, list) in [
+        ("subject_audiences", &exchange.subject_audiences),
+        ("target_audiences", &exchange.target_audiences),
+    ] {
+        if list.is_empty() {
+            return Err(format!(
+                "exchange.{field} is empty (use [\"*\"] for any audience)"
+            ));
+        }
+        if let Some(bad) = list.iter().find(|a| {
+            a.is_empty() || a.chars().count() > MAX_AUDIENCE || a.chars().any(char::is_control)
+        }) {
+            return Err(format!(
+                "exchange.{field}: {bad:?} is not an audience (1-{MAX_AUDIENCE} printable characters)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::config::CallerConfig;
+    use crate::access::config::ExchangeConfig;
 
     fn caller(
         name: &str,
@@ -163,6 +201,7 @@ mod tests {
             permissions,
             tenants: tenants.iter().map(|t| t.to_string()).collect(),
             rate: None,
+            exchange: None,
         }
     }
 
@@ -241,6 +280,45 @@ mod tests {
                 callers: vec![caller("a", "k", vec![global], &["*"])],
             };
             assert!(Policy::new(&everywhere).is_ok());
+        }
+    }
+
+    #[test]
+    fn exchange_tables_go_with_the_exchange_permission() {
+        let table = || {
+            Some(ExchangeConfig {
+                subject_audiences: vec!["orders-api".into()],
+                target_audiences: vec!["billing".into()],
+            })
+        };
+        let check = |permissions: Vec<Permission>, exchange: Option<ExchangeConfig>| {
+            let mut c = caller("a", "k", permissions, &["*"]);
+            c.exchange = exchange;
+            Policy::new(&AuthConfig { callers: vec![c] }).map(|_| ())
+        };
+        assert!(check(vec![Permission::Exchange], table()).is_ok());
+        assert!(check(vec![Permission::All], table()).is_ok());
+        assert!(check(vec![Permission::All], None).is_ok());
+        let errors = [
+            check(vec![Permission::Exchange], None),
+            check(vec![Permission::Validate], table()),
+            check(
+                vec![Permission::Exchange],
+                Some(ExchangeConfig {
+                    subject_audiences: vec![],
+                    target_audiences: vec!["*".into()],
+                }),
+            ),
+            check(
+                vec![Permission::Exchange],
+                Some(ExchangeConfig {
+                    subject_audiences: vec!["a".into()],
+                    target_audiences: vec!["".into()],
+                }),
+            ),
+        ];
+        for e in errors {
+            assert!(e.is_err());
         }
     }
 }

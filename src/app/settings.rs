@@ -2,7 +2,9 @@
 //! domain and storage know nothing of `Config`.
 use std::time::Duration;
 
+use crate::access::config::AuthConfig;
 use crate::config::{Config, DatabaseConfig, SqliteSynchronous};
+use crate::domain::exchange_policy::{Audiences, ExchangePolicy, ExchangeRule};
 use crate::domain::rate_limit::Rate;
 use crate::domain::Settings;
 use crate::storage::ConnectSettings;
@@ -26,7 +28,20 @@ pub fn domain_settings(c: &Config) -> Settings {
         kek_file: c.keys.kek_file.clone(),
         max_sessions_per_subject: c.limits.max_sessions_per_subject,
         refresh_per_session: c.limits.refresh_per_session.map(Rate::from),
+        exchange: exchange_policy(&c.auth),
     }
+}
+
+/// The callers' `exchange` tables, checked by `access::Policy::new`.
+fn exchange_policy(auth: &AuthConfig) -> ExchangePolicy {
+    ExchangePolicy::new(auth.callers.iter().filter_map(|c| {
+        let e = c.exchange.as_ref()?;
+        let rule = ExchangeRule {
+            subject_audiences: Audiences::from_list(&e.subject_audiences),
+            target_audiences: Audiences::from_list(&e.target_audiences),
+        };
+        Some((c.name.clone(), rule))
+    }))
 }
 
 pub fn connect_settings(c: &DatabaseConfig) -> ConnectSettings {

@@ -582,6 +582,7 @@ mod tests {
                     permissions: vec![crate::access::Permission::Issue],
                     tenants: vec!["acme".into()],
                     rate: None,
+                    exchange: None,
                 })
             }),
         ];

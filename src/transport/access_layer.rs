@@ -246,9 +246,13 @@ impl AccessControl {
     }
 
     /// Audits a refusal the domain made after admission: a caller acting on
-    /// a tenant outside its own. Other errors are not refusals.
+    /// a tenant outside its own, or a token exchange the policy does not
+    /// allow. Other errors are not refusals.
     pub fn refused_by_domain(&self, caller: &Caller, method: &str, error: &Error) {
-        if matches!(error, Error::TenantNotPermitted) {
+        if matches!(
+            error,
+            Error::TenantNotPermitted | Error::ExchangeNotPermitted(_)
+        ) {
             self.audit_refusal(&caller.name, method, error.reason(), None);
         }
     }

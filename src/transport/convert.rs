@@ -4,6 +4,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::domain::{model, KeyInfo, KeyStatus};
 use crate::proto as pb;
+use crate::verify::access_token::Actor;
 use crate::verify::clock::Millis;
 use crate::verify::keys::jwk::Jwk;
 use crate::verify::keys::PublicKey;
@@ -74,6 +75,31 @@ pub fn claims(v: verify_model::ValidatedToken) -> pb::Claims {
         key_id: v.key_id,
         client_id: c.client_id,
         extra_claims: (!c.extra.is_empty()).then(|| struct_from_json(c.extra)),
+        actor: c.act.map(actor),
+    }
+}
+
+fn actor(a: Actor) -> pb::Actor {
+    pb::Actor {
+        subject: a.sub,
+        actor: a.act.map(|previous| Box::new(actor(*previous))),
+    }
+}
+
+/// RFC 8693 §3: the type of the token an exchange issued.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+pub fn exchanged(t: model::ExchangedToken) -> pb::ExchangeResponse {
+    pb::ExchangeResponse {
+        access_token: t.access_token,
+        issued_token_type: ACCESS_TOKEN_TYPE.into(),
+        token_type: "Bearer".into(),
+        expires_at: timestamp(t.expires_at),
+        audience: t.audience,
+        scopes: t.scopes,
+        session_id: t.session_id,
+        token_id: t.token_id,
+        actors: t.actors,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::domain::{model, Authority, Error};
 use crate::proto as pb;
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::verify::caller::Caller;
+use crate::verify::clock::duration_millis;
 use crate::verify::model as verify_model;
 use crate::verify::revocation_feed::Cursor;
 use crate::verify::validation::TokenValidation;
@@ -69,7 +70,7 @@ impl TokenAuthorityService {
     fn authority_or_unimplemented(&self) -> Result<&Authority, Status> {
         self.authority.as_deref().ok_or_else(|| {
             Status::unimplemented(
-                "this is a validation sidecar: call the token authority for Issue, Refresh, Revoke and ListSessions",
+                "this is a validation sidecar: call the token authority for Issue, Refresh, Revoke, ListSessions and Exchange",
             )
         })
     }
@@ -201,6 +202,38 @@ impl TokenAuthority for TokenAuthorityService {
             valid: true,
             claims: Some(convert::claims(validated)),
         }))
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<pb::ExchangeRequest>,
+    ) -> Result<Response<pb::ExchangeResponse>, Status> {
+        let authority = self.authority_or_unimplemented()?;
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let requested_lifetime = r
+            .requested_lifetime
+            .map(|d| {
+                std::time::Duration::try_from(d)
+                    .map(duration_millis)
+                    .map_err(|_| {
+                        to_status(Error::invalid("requested_lifetime", "must be positive"))
+                    })
+            })
+            .transpose()?;
+        let exchanged = authority
+            .exchange(
+                &caller,
+                model::ExchangeRequest {
+                    subject_token: r.subject_token,
+                    audience: r.audience,
+                    scopes: r.scopes,
+                    requested_lifetime,
+                },
+            )
+            .await
+            .map_err(|e| self.failed(&caller, "Exchange", e))?;
+        Ok(Response::new(convert::exchanged(exchanged)))
     }
 
     async fn get_jwks(

@@ -31,6 +31,7 @@ enum Rpc {
     Revoke,
     ListSessions,
     Validate,
+    Exchange,
     GetJwks,
     WatchRevocations,
     Check,
@@ -39,12 +40,13 @@ enum Rpc {
     ListAuditEvents,
 }
 
-const RPCS: [Rpc; 11] = [
+const RPCS: [Rpc; 12] = [
     Rpc::Issue,
     Rpc::Refresh,
     Rpc::Revoke,
     Rpc::ListSessions,
     Rpc::Validate,
+    Rpc::Exchange,
     Rpc::GetJwks,
     Rpc::WatchRevocations,
     Rpc::Check,
@@ -61,6 +63,7 @@ impl Rpc {
             Rpc::Revoke => Permission::Revoke,
             Rpc::ListSessions => Permission::ListSessions,
             Rpc::Validate => Permission::Validate,
+            Rpc::Exchange => Permission::Exchange,
             Rpc::GetJwks => Permission::GetJwks,
             Rpc::WatchRevocations => Permission::WatchRevocations,
             Rpc::Check => Permission::Check,
@@ -166,6 +169,17 @@ async fn call(server: &TestServer, rpc: Rpc, authorization: Option<&str>) -> Res
             ))
             .await
             .map(drop),
+        Rpc::Exchange => client
+            .exchange(authorized(
+                pb::ExchangeRequest {
+                    subject_token: "not-a-jwt".into(),
+                    audience: "billing".into(),
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await
+            .map(drop),
         Rpc::GetJwks => client
             .get_jwks(authorized(pb::GetJwksRequest {}, auth))
             .await
@@ -197,7 +211,7 @@ async fn call(server: &TestServer, rpc: Rpc, authorization: Option<&str>) -> Res
 /// Asserts that `call(rpc)` reached the RPC: the answer is the RPC's own.
 fn assert_admitted(rpc: Rpc, result: Result<(), Status>) {
     match rpc {
-        Rpc::Refresh | Rpc::Validate => {
+        Rpc::Refresh | Rpc::Validate | Rpc::Exchange => {
             assert_error(result, Code::Unauthenticated, "TOKEN_INVALID");
         }
         Rpc::Revoke => {
@@ -222,10 +236,23 @@ fn assert_refused(rpc: Rpc, result: Result<(), Status>, code: Code, expected: &s
     );
 }
 
+/// A caller granted Exchange (or `*`) exchanges only with an exchange
+/// table; here one that lets any exchange through to the subject token's
+/// validation.
+fn may_exchange_anything(caller: TestCaller) -> TestCaller {
+    let permissions = &caller.config.permissions;
+    if permissions.contains(&Permission::Exchange) || permissions.contains(&Permission::All) {
+        caller.with_exchange(&["*"], &["*"])
+    } else {
+        caller
+    }
+}
+
 async fn every_permissioned_rpc_needs_credentials_and_its_permission(backend: Backend) {
     let only: Vec<TestCaller> = RPCS
         .iter()
         .map(|rpc| TestCaller::new(&format!("only-{rpc:?}"), &[rpc.permission()], &["*"]))
+        .map(may_exchange_anything)
         .collect();
     let all_but: Vec<TestCaller> = RPCS
         .iter()
@@ -236,8 +263,10 @@ async fn every_permissioned_rpc_needs_credentials_and_its_permission(backend: Ba
                 &["*"],
             )
         })
+        .map(may_exchange_anything)
         .collect();
-    let everything = TestCaller::new("everything", &[Permission::All], &["*"]);
+    let everything =
+        may_exchange_anything(TestCaller::new("everything", &[Permission::All], &["*"]));
     let server = TestServer::start_with(backend, |config| {
         let callers = only.iter().chain(&all_but).chain([&everything]);
         config.auth.callers = callers.map(|c| c.config.clone()).collect();

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use token_authority::access::config::CallerConfig;
+use token_authority::access::config::{CallerConfig, ExchangeConfig};
 use token_authority::access::{new_bearer_key, Permission};
 use token_authority::app::App;
 use token_authority::config::Config;
@@ -392,9 +392,21 @@ impl TestCaller {
                 permissions: permissions.to_vec(),
                 tenants: tenants.iter().map(|t| t.to_string()).collect(),
                 rate: None,
+                exchange: None,
             },
             key,
         }
+    }
+
+    /// Lets the caller exchange tokens addressed to `subject_audiences`
+    /// for tokens addressed to `target_audiences`.
+    pub fn with_exchange(mut self, subject_audiences: &[&str], target_audiences: &[&str]) -> Self {
+        let list = |l: &[&str]| l.iter().map(|a| a.to_string()).collect();
+        self.config.exchange = Some(ExchangeConfig {
+            subject_audiences: list(subject_audiences),
+            target_audiences: list(target_audiences),
+        });
+        self
     }
 
     /// `message` as a request carrying this caller's bearer key.

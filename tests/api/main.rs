@@ -10,6 +10,7 @@ mod config_cli;
 mod connections;
 mod db_proxy;
 mod examples;
+mod exchange;
 mod expiry;
 mod ext_authz;
 mod faults;

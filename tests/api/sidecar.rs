@@ -137,6 +137,17 @@ async fn sidecar_validates_locally_and_follows_revocations_and_keys(backend: Bac
         .issue(issue_request("acme", "bob"))
         .await;
     assert_eq!(refused.unwrap_err().code(), Code::Unimplemented);
+    // It has no signing key: it does not mint exchanged tokens either.
+    let refused = sidecar
+        .client
+        .clone()
+        .exchange(pb::ExchangeRequest {
+            subject_token: pair.access_token.clone(),
+            audience: "billing".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unimplemented);
 
     // A revocation on the authority reaches the sidecar within the bound.
     authority.revoke("acme", &pair.session_id).await;

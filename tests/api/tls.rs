@@ -76,6 +76,7 @@ fn certificate_caller(name: &str, identity: &str, permissions: &[Permission]) ->
         permissions: permissions.to_vec(),
         tenants: vec!["*".into()],
         rate: None,
+        exchange: None,
     }
 }
 

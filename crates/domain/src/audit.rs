@@ -12,10 +12,12 @@ pub enum AuditKind {
     /// A request refused for its caller's credentials or permissions.
     AccessDenied,
     KeyRotated,
+    /// An access token minted by token exchange for another audience.
+    TokenExchanged,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 7] = [
+    pub const ALL: [AuditKind; 8] = [
         AuditKind::Issued,
         AuditKind::Refreshed,
         AuditKind::Revoked,
@@ -23,6 +25,7 @@ impl AuditKind {
         AuditKind::Evicted,
         AuditKind::AccessDenied,
         AuditKind::KeyRotated,
+        AuditKind::TokenExchanged,
     ];
 
     /// The kind stored as `name`, if this release knows it.
@@ -40,6 +43,7 @@ impl AuditKind {
             AuditKind::Evicted => "evicted",
             AuditKind::AccessDenied => "access_denied",
             AuditKind::KeyRotated => "key_rotated",
+            AuditKind::TokenExchanged => "token_exchanged",
         }
     }
 }

@@ -48,8 +48,9 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The caller that acted, where the trail records one: in the detail
     /// of `issued` ("by <caller>") and `revoked` ("<reason> (by <caller>)",
-    /// appended last, after the caller's own reason), as the subject of
-    /// `key_rotated` and `access_denied`.
+    /// appended last, after the caller's own reason) and `token_exchanged`
+    /// ("…, by <caller>", last), as the subject of `key_rotated` and
+    /// `access_denied`.
     pub fn acting_caller(&self) -> Option<&str> {
         let detail = self.detail.as_deref();
         match AuditKind::parse(&self.kind)? {
@@ -61,6 +62,7 @@ impl AuditRecord {
                     None => detail.strip_prefix("revoked by "),
                 }
             }
+            AuditKind::TokenExchanged => detail?.rsplit_once(", by ").map(|(_, by)| by),
             AuditKind::KeyRotated | AuditKind::AccessDenied => Some(&self.subject),
             _ => None,
         }
@@ -133,6 +135,12 @@ mod tests {
                 "intruder",
                 "Issue: …",
                 Some("intruder"),
+            ),
+            (
+                AuditKind::TokenExchanged,
+                "alice",
+                "api -> billing, scope \"read\", by orders",
+                Some("orders"),
             ),
             (AuditKind::Refreshed, "alice", "generation 1", None),
         ];

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod audit_read;
 mod authority;
+pub mod exchange_policy;
 mod key_store;
 pub mod keys;
 #[cfg(any(test, feature = "memory-store"))]
@@ -18,7 +19,7 @@ pub mod session;
 
 pub use authority::{
     revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, DEFAULT_AUDIT_PAGE_SIZE,
-    MAX_AUDIT_PAGE_SIZE, REVOCATION_MARGIN,
+    MAX_ACTORS, MAX_AUDIT_PAGE_SIZE, REVOCATION_MARGIN,
 };
 pub use token_authority_verify::{Error, ErrorKind, Result};
 

@@ -79,3 +79,32 @@ pub struct SessionPage {
     pub sessions: Vec<SessionInfo>,
     pub next_page_token: String,
 }
+
+/// A token exchange (RFC 8693): a token for another audience, with at most
+/// the subject token's scopes, on the same session.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeRequest {
+    /// The access token (JWT) of the subject, as Validate takes it.
+    pub subject_token: String,
+    /// The audience the new token is for.
+    pub audience: String,
+    /// A subset of the subject token's scopes; empty: all of them.
+    pub scopes: Vec<String>,
+    /// Asks for a shorter life than `tokens.access_ttl` (never longer).
+    pub requested_lifetime: Option<Millis>,
+}
+
+/// The token an exchange minted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangedToken {
+    pub access_token: String,
+    pub expires_at: Millis,
+    pub audience: String,
+    /// The scopes granted, in the subject token's order.
+    pub scopes: Vec<String>,
+    /// The session of the subject token, which the new token is bound to.
+    pub session_id: String,
+    pub token_id: String,
+    /// The delegation chain, the caller first.
+    pub actors: Vec<String>,
+}

@@ -25,6 +25,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "client_id",
     "typ",
     "kid",
+    "act",
 ];
 
 /// What an access token says. Times are seconds since the Unix epoch.
@@ -47,8 +48,36 @@ pub struct AccessClaims {
     /// recorded; tokens of those (or of an older release) verify without it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_id: String,
+    /// Who acts on the subject's behalf (RFC 8693 §4.1): set on tokens
+    /// minted by token exchange, absent on those of Issue and Refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// An `act` claim: the party acting, and the one that acted before it
+/// (the delegation chain, most recent first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// `sub` acting on top of `previous` (an earlier chain, if any).
+    pub fn new(sub: impl Into<String>, previous: Option<Actor>) -> Self {
+        Self {
+            sub: sub.into(),
+            act: previous.map(Box::new),
+        }
+    }
+
+    /// How many actors the chain holds (this one included).
+    pub fn depth(&self) -> usize {
+        std::iter::successors(Some(self), |a| a.act.as_deref()).count()
+    }
 }
 
 /// Signs a compact JWS (`header.payload.signature`, RFC 7515). Verified by
@@ -266,6 +295,7 @@ mod tests {
             tenant: "t".into(),
             scope: String::new(),
             client_id: "login".into(),
+            act: None,
             extra: Map::new(),
         }
     }
@@ -288,6 +318,27 @@ mod tests {
         assert!(!payload(&token).contains_key("client_id"));
         let verified = verify(&keys, "iss", &token, NOW, 0).expect("verifies without client_id");
         assert_eq!(verified.claims, unknown);
+    }
+
+    #[test]
+    fn act_is_a_typed_claim_omitted_when_absent() {
+        let plain = claims(1_000, 1_900);
+        let json = serde_json::to_value(&plain).expect("json");
+        assert!(json.get("act").is_none());
+        let delegated = AccessClaims {
+            act: Some(Actor::new("billing", Some(Actor::new("orders", None)))),
+            ..plain
+        };
+        let json = serde_json::to_value(&delegated).expect("json");
+        assert_eq!(
+            json["act"],
+            serde_json::json!({"sub": "billing", "act": {"sub": "orders"}})
+        );
+        let back: AccessClaims = serde_json::from_value(json).expect("decode");
+        assert_eq!(back, delegated);
+        assert!(back.extra.is_empty());
+        assert_eq!(back.act.map(|a| a.depth()), Some(2));
+        assert!(RESERVED_CLAIMS.contains(&"act"));
     }
 
     #[test]

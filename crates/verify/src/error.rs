@@ -18,6 +18,10 @@ pub enum Error {
     TenantMismatch,
     #[error("the caller may not act on this tenant")]
     TenantNotPermitted,
+    #[error("token exchange not permitted: {0}")]
+    ExchangeNotPermitted(&'static str),
+    #[error("the subject token does not hold the scopes {}", .0.join(" "))]
+    ScopeNotHeld(Vec<String>),
     #[error("too many requests; retry in {} ms", retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
     #[error("refresh token was already used; the session has been revoked")]
@@ -76,6 +80,8 @@ impl Error {
             Error::AudienceMismatch => "AUDIENCE_MISMATCH",
             Error::TenantMismatch => "TENANT_MISMATCH",
             Error::TenantNotPermitted => "TENANT_NOT_PERMITTED",
+            Error::ExchangeNotPermitted(_) => "EXCHANGE_NOT_PERMITTED",
+            Error::ScopeNotHeld(_) => "SCOPE_NOT_HELD",
             Error::RateLimited { .. } => "RATE_LIMITED",
             Error::TokenReused => "TOKEN_REUSED",
             Error::SessionRevoked => "SESSION_REVOKED",
@@ -98,9 +104,11 @@ impl Error {
             | Error::TokenReused
             | Error::SessionRevoked
             | Error::SessionExpired => ErrorKind::Unauthenticated,
-            Error::AudienceMismatch | Error::TenantMismatch | Error::TenantNotPermitted => {
-                ErrorKind::PermissionDenied
-            }
+            Error::AudienceMismatch
+            | Error::TenantMismatch
+            | Error::TenantNotPermitted
+            | Error::ExchangeNotPermitted(_)
+            | Error::ScopeNotHeld(_) => ErrorKind::PermissionDenied,
             Error::RateLimited { .. } | Error::SessionLimit { .. } => ErrorKind::ResourceExhausted,
             Error::SessionNotFound => ErrorKind::NotFound,
             Error::Unavailable(_)

@@ -233,6 +233,7 @@ mod tests {
                 tenant: "acme".into(),
                 scope: String::new(),
                 client_id: "c".into(),
+                act: None,
                 extra: Default::default(),
             };
             tokens.push((sign(&signer, &claims).unwrap(), session, exp));
@@ -296,6 +297,7 @@ mod tests {
                 tenant: "acme".into(),
                 scope: String::new(),
                 client_id: "c".into(),
+                act: None,
                 extra: Default::default(),
             };
             ValidateRequest {

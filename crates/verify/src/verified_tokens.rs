@@ -117,6 +117,7 @@ mod tests {
                 tenant: "t".into(),
                 scope: String::new(),
                 client_id: "c".into(),
+                act: None,
                 extra: Default::default(),
             },
             kid: "k".into(),

@@ -1,6 +1,7 @@
 //! The token authority: issues, rotates, revokes and validates, and keeps
 //! its in-memory state (keys, revocations) in step with the database.
 mod audit_reads;
+mod exchange;
 mod sessions;
 mod signing;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use token_authority_verify::model::{ValidateRequest, ValidatedToken};
 use token_authority_verify::validator::Validator;
 
 use crate::error::Result;
+use crate::exchange_policy::ExchangePolicy;
 use crate::key_store;
 use crate::keys::{Kek, KeyAlgorithm, KeySet};
 use crate::ports::{AddKeyIf, RevocationsFrom, Storage};
@@ -26,6 +28,7 @@ use crate::rate_limit::{KeyedLimiter, Rate};
 use crate::refresh_token::RefreshTokenCodec;
 
 pub use audit_reads::{DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE};
+pub use exchange::MAX_ACTORS;
 pub use signing::{KeyInfo, KeyStatus};
 
 /// Settings in the units the domain works in.
@@ -53,6 +56,8 @@ pub struct Settings {
     /// 0: no cap.
     pub max_sessions_per_subject: u32,
     pub refresh_per_session: Option<Rate>,
+    /// Which callers may exchange tokens for which audiences.
+    pub exchange: ExchangePolicy,
 }
 
 /// Slack on top of token lifetimes, for what happens between replicas' state

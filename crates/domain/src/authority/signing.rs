@@ -198,19 +198,25 @@ impl Authority {
             scope: row.scopes.clone(),
             // The issuer's, not the refresher's: stored with the session.
             client_id: row.client_id.clone(),
+            act: None,
             extra,
         };
-        let keys = self.current_keys();
-        let key = keys
-            .signing_at(now)
-            .ok_or_else(|| Error::Internal("no signing key".into()))?;
         Ok(TokenPair {
-            access_token: access_token::sign(key, &claims)?,
+            access_token: self.sign_access_token(&claims, now)?,
             access_token_expires_at: claims.exp * 1000,
             refresh_token: refresh.as_str().to_owned(),
             refresh_token_expires_at: row.ends_at(),
             session_id: row.id.clone(),
             scope: claims.scope,
         })
+    }
+
+    /// Signs access-token claims with the key that signs at `now`.
+    pub(super) fn sign_access_token(&self, claims: &AccessClaims, now: Millis) -> Result<String> {
+        let keys = self.current_keys();
+        let key = keys
+            .signing_at(now)
+            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        access_token::sign(key, claims)
     }
 }

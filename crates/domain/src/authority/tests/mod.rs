@@ -55,6 +55,7 @@ fn settings(kek_file: PathBuf) -> Settings {
         kek_file: Some(kek_file),
         max_sessions_per_subject: 0,
         refresh_per_session: None,
+        exchange: Default::default(),
     }
 }
 
