@@ -15,6 +15,7 @@ mod group_commit;
 mod grpcurl;
 mod health;
 mod interop;
+mod introspect;
 mod jwks;
 mod keys;
 mod lifecycle;

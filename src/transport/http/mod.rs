@@ -7,8 +7,13 @@
 //!   carry tokens and keys, so they are served only where those cannot be
 //!   read on the way: on a loopback listener, or where the operator says the
 //!   network is protected (`http.plaintext_credentials`).
+//!   - `POST /oauth2/introspect` (`introspect`): RFC 7662, a form with
+//!     `token`, for a caller with `Introspect` or `Validate`; 200
+//!     `{"active":true,…}` or exactly `{"active":false}`, 503 while the
+//!     validator is not ready, RFC 6749 §5.2 errors otherwise.
 mod caller;
 mod form;
+mod introspect;
 mod oauth_error;
 mod probes;
 mod well_known;
@@ -20,8 +25,8 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::serve::IncomingStream;
-use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -141,5 +146,7 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
 
 /// The endpoints that need a caller (see `caller`).
 fn for_callers() -> Router<Arc<HttpState>> {
-    Router::new().layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
+    Router::new()
+        .route("/oauth2/introspect", post(introspect::introspect))
+        .layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
 }
