@@ -11,8 +11,14 @@
 //!     `token`, for a caller with `Introspect` or `Validate`; 200
 //!     `{"active":true,…}` or exactly `{"active":false}`, 503 while the
 //!     validator is not ready, RFC 6749 §5.2 errors otherwise.
+//!   - `/authz` (`forward_auth`), any method: the Envoy Check decision for
+//!     NGINX/Traefik/Caddy subrequests; the gateway's key in
+//!     `x-token-authority-key`, the route's expectations in the query
+//!     (`?audience=…&tenant=…`); 200 with `X-Auth-*` headers, 401/403 with
+//!     a Bearer challenge, 5xx for anything that is no verdict on the token.
 mod caller;
 mod form;
+mod forward_auth;
 mod introspect;
 mod oauth_error;
 mod probes;
@@ -25,7 +31,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::IncomingStream;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -148,5 +154,6 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
 fn for_callers() -> Router<Arc<HttpState>> {
     Router::new()
         .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/authz", any(forward_auth::authz))
         .layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
 }
