@@ -21,6 +21,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod logs;
+mod nginx;
 mod oidc;
 mod otlp;
 mod plans;
