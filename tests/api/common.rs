@@ -511,19 +511,19 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     http_request(addr, "GET", path, headers, "").await
 }
 
-/// `POST path` of a form (`application/x-www-form-urlencoded` body).
+/// `POST path` with a form body (`application/x-www-form-urlencoded`).
 pub async fn http_post_form(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
     form: &str,
 ) -> HttpResponse {
-    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
-    all.extend_from_slice(headers);
-    http_request(addr, "POST", path, &all, form).await
+    let mut with_type = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    with_type.extend_from_slice(headers);
+    http_request(addr, "POST", path, &with_type, form).await
 }
 
-/// One HTTP/1.1 request on a loopback listener, read to the end.
+/// One HTTP/1.1 request on a loopback listener, over a fresh connection.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -533,12 +533,12 @@ pub async fn http_request(
 ) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
     request.push_str(body);

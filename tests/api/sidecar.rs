@@ -437,7 +437,68 @@ async fn sidecar_process_follows_an_authority_that_requires_credentials() {
     assert_error(refused, Code::PermissionDenied, "PERMISSION_NOT_GRANTED");
 }
 
+/// The sidecar's HTTP listener answers introspection and forward-auth from
+/// its copy of the state, and neither says anything about tokens once
+/// that copy is too old: 503, never `active:false` nor an allow.
+async fn sidecar_introspects_and_decides_forward_auth_until_stale(backend: Backend) {
+    const MAX_STALENESS: Duration = Duration::from_secs(2);
+    let authority = TestServer::start_with(backend, |c| c.watch_heartbeat = HEARTBEAT).await;
+    let sidecar = TestSidecar::start(&authority, MAX_STALENESS).await;
+    let pair = authority.issue("acme", "alice").await;
+    let revoked = authority.issue("acme", "mallory").await;
+    within(Duration::from_secs(5), "validated", async || {
+        sidecar.validate(&pair.access_token).await.is_ok()
+    })
+    .await;
+    let introspect = async |token: &str| {
+        http_post_form(
+            sidecar.http_addr,
+            "/oauth2/introspect",
+            &[],
+            &format!("token={token}"),
+        )
+        .await
+    };
+    let authz = async |token: &str| {
+        let bearer = format!("Bearer {token}");
+        http_get(
+            sidecar.http_addr,
+            "/authz?audience=api&tenant=acme",
+            &[("Authorization", &bearer)],
+        )
+        .await
+    };
+    let active = introspect(&pair.access_token).await;
+    assert_eq!(active.status, 200, "{active:?}");
+    assert_eq!(active.json()["sub"], "alice");
+    let allowed = authz(&pair.access_token).await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(allowed.header("x-auth-subject"), Some("alice"));
+
+    authority.revoke("acme", &revoked.session_id).await;
+    within(Duration::from_secs(5), "revocation followed", async || {
+        sidecar.validate(&revoked.access_token).await.is_err()
+    })
+    .await;
+    let inactive = introspect(&revoked.access_token).await;
+    assert_eq!(inactive.json(), serde_json::json!({ "active": false }));
+    let denied = authz(&revoked.access_token).await;
+    assert_eq!(denied.status, 401, "{denied:?}");
+
+    let mut authority = authority;
+    authority.stop().await;
+    within(Duration::from_secs(5), "stale", async || {
+        sidecar.validate(&pair.access_token).await.is_err()
+    })
+    .await;
+    let unavailable = introspect(&pair.access_token).await;
+    assert_eq!(unavailable.status, 503, "{unavailable:?}");
+    assert_eq!(unavailable.json()["error"], "temporarily_unavailable");
+    assert_eq!(authz(&pair.access_token).await.status, 503);
+}
+
 crate::on_both_backends!(
     sidecar_validates_locally_and_follows_revocations_and_keys,
     sidecar_keeps_validating_while_the_authority_is_down_and_says_so,
+    sidecar_introspects_and_decides_forward_auth_until_stale,
 );

@@ -7,8 +7,23 @@
 //!   carry tokens and keys, so they are served only where those cannot be
 //!   read on the way: on a loopback listener, or where the operator says the
 //!   network is protected (`http.plaintext_credentials`).
+//!   - `POST /oauth2/introspect` (`introspect`): RFC 7662, a form with
+//!     `token`, for a caller with `Introspect` or `Validate`; 200
+//!     `{"active":true,…}` or exactly `{"active":false}`, 503 while the
+//!     validator is not ready, RFC 6749 §5.2 errors otherwise.
+//!   - `/authz` (`forward_auth`), any method: the Envoy Check decision for
+//!     NGINX/Traefik/Caddy subrequests; the gateway's key in
+//!     `x-token-authority-key`, the route's expectations in the query
+//!     (`?audience=…&tenant=…`); 200 with `X-Auth-*` headers, 401/403 with
+//!     a Bearer challenge, 5xx for anything that is no verdict on the token.
+//!   - `POST /oauth2/token` (`token_endpoint`): the refresh_token grant and
+//!     token exchange; `POST /oauth2/revoke` (`revocation_endpoint`): RFC
+//!     7009. Only on the authority, not a sidecar. See
+//!     docs/oauth-endpoints.md.
 mod caller;
 mod form;
+mod forward_auth;
+mod introspect;
 mod oauth_error;
 mod oauth_grant_errors;
 mod probes;
@@ -25,7 +40,7 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::IncomingStream;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -46,6 +61,7 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const METRICS_PATH: &str = "/metrics";
 pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
+pub const FORWARD_AUTH_PATH: &str = "/authz";
 
 pub struct HttpSettings {
     pub issuer: String,
@@ -169,7 +185,9 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
 
 /// The endpoints that need a caller (see `caller`).
 fn for_callers(served: Served) -> Router<Arc<HttpState>> {
-    let mut router = Router::new();
+    let mut router = Router::new()
+        .route(INTROSPECTION_PATH, post(introspect::introspect))
+        .route(FORWARD_AUTH_PATH, any(forward_auth::authz));
     if served.sessions {
         router = router
             .route(token_endpoint::TOKEN_PATH, post(token_endpoint::token))
