@@ -75,6 +75,9 @@ async fn introspection_answers_from_memory_and_tells_nothing_of_bad_tokens(backe
         assert!(claims[number].is_i64(), "{number}: {claims}");
     }
     assert!(claims["jti"].is_string(), "{claims}");
+    // RFC 7662 client_id: the caller that issued the session.
+    assert_eq!(claims["client_id"], "admin");
+    assert!(claims.get("act").is_none(), "{claims}");
 
     // By a bearer key (RFC 7662 §2.1), with Validate.
     let bearer = format!("Bearer {}", validator.key);

@@ -351,4 +351,170 @@ crate::on_both_backends!(
     authlib_refreshes_and_revokes,
     token_endpoint_errors_follow_rfc_6749,
     credential_endpoints_stay_off_a_plain_public_listener,
+    token_exchange_over_http,
 );
+
+/// RFC 8693 over the token endpoint: the exchanged token is the subject's,
+/// for the target audience, acted on by the caller, bound to the session.
+async fn token_exchange_over_http(backend: Backend) {
+    let login = TestCaller::new(
+        "login",
+        &[
+            Permission::Issue,
+            Permission::Validate,
+            Permission::Revoke,
+            Permission::Introspect,
+        ],
+        &["*"],
+    );
+    let orders = TestCaller::new("orders", &[Permission::Exchange], &["acme"])
+        .with_exchange(&["api"], &["billing"]);
+    let bff = TestCaller::new("bff", &[Permission::Refresh], &["acme"]);
+    let configs = vec![
+        login.config.clone(),
+        orders.config.clone(),
+        bff.config.clone(),
+    ];
+    let server = TestServer::start_with(backend, |c| c.auth.callers = configs).await;
+    let http = server.http_addr;
+    let alice = issue(&server, &login, "acme").await;
+    let exchange = |caller: &TestCaller, extra: &str| {
+        let auth = basic(caller);
+        let form = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token{extra}",
+            alice.access_token
+        );
+        async move { http_post_form(http, TOKEN, &[("Authorization", &auth)], &form).await }
+    };
+
+    let r = exchange(&orders, "&audience=billing&scope=read").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = r.json();
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "read");
+    let exchanged = body["access_token"].as_str().expect("token").to_owned();
+    let claims = access_token_payload(&exchanged);
+    let subject = access_token_payload(&alice.access_token);
+    eprintln!(
+        "exchanged token claims: {}",
+        serde_json::Value::Object(claims.clone())
+    );
+    assert_eq!(claims["act"], serde_json::json!({ "sub": "orders" }));
+    assert_eq!(claims["aud"], "billing");
+    assert_eq!(claims["scope"], "read");
+    assert_eq!(claims["client_id"], "login");
+    for same in ["sub", "sid", "tenant", "iss"] {
+        assert_eq!(claims[same], subject[same], "{same}");
+    }
+    assert_ne!(claims["jti"], subject["jti"]);
+    assert!(claims["exp"].as_i64() <= subject["exp"].as_i64());
+
+    let introspected = http_post_form(
+        http,
+        "/oauth2/introspect",
+        &[("Authorization", &basic(&login))],
+        &format!("token={exchanged}"),
+    )
+    .await
+    .json();
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["act"]["sub"], "orders");
+
+    // Refusals, as RFC 8693 §2.2.2 errors with our reasons.
+    let expect = |r: HttpResponse, status: u16, error: &str, reason: &str| {
+        assert_eq!(r.status, status, "{}", r.body);
+        let body = r.json();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(reason)),
+            "{body}"
+        );
+    };
+    expect(
+        exchange(&orders, "&audience=ledger").await,
+        400,
+        "invalid_target",
+        "EXCHANGE_NOT_PERMITTED",
+    );
+    expect(
+        exchange(&orders, "&audience=billing&scope=admin").await,
+        400,
+        "invalid_scope",
+        "SCOPE_NOT_HELD",
+    );
+    expect(
+        exchange(&orders, "").await,
+        400,
+        "invalid_request",
+        "parameter audience",
+    );
+    expect(
+        exchange(&bff, "&audience=billing").await,
+        403,
+        "unauthorized_client",
+        "PERMISSION_NOT_GRANTED",
+    );
+    let auth = basic(&orders);
+    let form = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=garbage&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&audience=billing";
+    expect(
+        http_post_form(http, TOKEN, &[("Authorization", &auth)], form).await,
+        400,
+        "invalid_request",
+        "TOKEN_INVALID",
+    );
+    let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token&audience=billing", alice.access_token);
+    expect(
+        http_post_form(http, TOKEN, &[("Authorization", &auth)], &form).await,
+        400,
+        "invalid_request",
+        "subject_token_type",
+    );
+
+    // Revoking the session kills the exchanged token with it.
+    server
+        .client()
+        .revoke(login.request(pb::RevokeRequest {
+            tenant_id: "acme".into(),
+            target: Some(pb::revoke_request::Target::SessionId(
+                alice.session_id.clone(),
+            )),
+            reason: "test".into(),
+        }))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        server
+            .client()
+            .validate(login.request(pb::ValidateRequest {
+                access_token: exchanged.clone(),
+                expected_audience: "billing".into(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| reason(&s))
+            .err()
+            .as_deref(),
+        Some("SESSION_REVOKED")
+    );
+    let introspected = http_post_form(
+        http,
+        "/oauth2/introspect",
+        &[("Authorization", &basic(&login))],
+        &format!("token={exchanged}"),
+    )
+    .await
+    .json();
+    assert_eq!(introspected, serde_json::json!({ "active": false }));
+    expect(
+        exchange(&orders, "&audience=billing").await,
+        400,
+        "invalid_request",
+        "SESSION_REVOKED",
+    );
+}

@@ -92,9 +92,7 @@ fn answer(
 /// The answer for a token that validates (RFC 7662 §2.2, with our
 /// `tenant` and `sid`).
 fn active(c: &AccessClaims) -> Value {
-    // `act` (RFC 8693 §4.1) and `client_id` go in here, when present, once
-    // `AccessClaims` carries them.
-    json!({
+    let mut answer = json!({
         "active": true,
         "token_type": "Bearer",
         "sub": c.sub,
@@ -107,5 +105,14 @@ fn active(c: &AccessClaims) -> Value {
         "jti": c.jti,
         "sid": c.sid,
         "tenant": c.tenant,
-    })
+    });
+    // RFC 7662 §2.2 `client_id`, and the delegation chain of an exchanged
+    // token (RFC 8693 §4.1 `act`), when the token carries them.
+    if !c.client_id.is_empty() {
+        answer["client_id"] = json!(c.client_id);
+    }
+    if let Some(act) = &c.act {
+        answer["act"] = json!(act);
+    }
+    answer
 }

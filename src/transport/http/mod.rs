@@ -30,6 +30,7 @@ mod probes;
 mod request_metrics;
 mod revocation_endpoint;
 mod token_endpoint;
+mod token_exchange_grant;
 mod well_known;
 
 use std::future::Future;

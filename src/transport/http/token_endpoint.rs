@@ -3,6 +3,8 @@
 //! `refresh_token` grant (RFC 6749 §6) is gRPC's Refresh exactly: the token
 //! rotates in one write, a replay revokes the session (`invalid_grant`,
 //! `TOKEN_REUSED`), a retry within the retry window gets the same new token.
+//! `urn:ietf:params:oauth:grant-type:token-exchange` is gRPC's Exchange
+//! (see `token_exchange_grant`).
 //! The caller authenticates as an OAuth client: `client_id` is its name,
 //! `client_secret` its bearer key.
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use super::caller::{oauth_refusal, Presented};
 use super::form::Form;
 use super::oauth_error::{no_store_json, OAuthError};
 use super::oauth_grant_errors::grant_error;
+use super::token_exchange_grant::{exchange_grant, TOKEN_EXCHANGE_GRANT};
 use super::{HttpState, Peer};
 use crate::access::Permission;
 use crate::domain::model::{Device, RefreshRequest, TokenPair};
@@ -27,7 +30,7 @@ use crate::verify::clock::Millis;
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 /// What `grant_type` may be, for the metadata document.
-pub const GRANT_TYPES: &[&str] = &[REFRESH_TOKEN_GRANT];
+pub const GRANT_TYPES: &[&str] = &[REFRESH_TOKEN_GRANT, TOKEN_EXCHANGE_GRANT];
 
 pub async fn token(
     State(state): State<Arc<HttpState>>,
@@ -48,12 +51,24 @@ pub async fn token(
                     .map_err(oauth_refusal)?;
                 refresh_grant(authority, &state.backend.metrics, &caller, &form).await
             }
+            TOKEN_EXCHANGE_GRANT => {
+                let caller = presented
+                    .admit(
+                        &state.backend.access,
+                        &[Permission::Exchange],
+                        "token",
+                        peer,
+                    )
+                    .map_err(oauth_refusal)?;
+                exchange_grant(authority, &caller, &form).await
+            }
             other => Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 format!(
-                    "grant_type {} is not supported (supported: {REFRESH_TOKEN_GRANT})",
-                    other.chars().take(64).collect::<String>()
+                    "grant_type {} is not supported (supported: {})",
+                    other.chars().take(64).collect::<String>(),
+                    GRANT_TYPES.join(", ")
                 ),
             )),
         }
