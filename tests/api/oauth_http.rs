@@ -54,10 +54,20 @@ async fn issue(server: &TestServer, login: &TestCaller, tenant: &str) -> pb::Tok
 }
 
 async fn validate(server: &TestServer, login: &TestCaller, token: &str) -> Result<(), String> {
+    validate_for(server, login, token, "").await
+}
+
+async fn validate_for(
+    server: &TestServer,
+    login: &TestCaller,
+    token: &str,
+    audience: &str,
+) -> Result<(), String> {
     server
         .client()
         .validate(login.request(pb::ValidateRequest {
             access_token: token.to_owned(),
+            expected_audience: audience.to_owned(),
             ..Default::default()
         }))
         .await
@@ -78,6 +88,20 @@ async fn live_sessions(server: &TestServer, login: &TestCaller, tenant: &str) ->
         .into_inner()
         .sessions
         .len()
+}
+
+/// RFC 7662 introspection of `token` by `caller`: the JSON answer.
+async fn introspect(http: SocketAddr, caller: &TestCaller, token: &str) -> serde_json::Value {
+    let auth = basic(caller);
+    let form = format!("token={token}");
+    http_post_form(
+        http,
+        "/oauth2/introspect",
+        &[("Authorization", &auth)],
+        &form,
+    )
+    .await
+    .json()
 }
 
 fn basic(caller: &TestCaller) -> String {
@@ -413,14 +437,7 @@ async fn token_exchange_over_http(backend: Backend) {
     assert_ne!(claims["jti"], subject["jti"]);
     assert!(claims["exp"].as_i64() <= subject["exp"].as_i64());
 
-    let introspected = http_post_form(
-        http,
-        "/oauth2/introspect",
-        &[("Authorization", &basic(&login))],
-        &format!("token={exchanged}"),
-    )
-    .await
-    .json();
+    let introspected = introspect(http, &login, &exchanged).await;
     assert_eq!(introspected["active"], true);
     assert_eq!(introspected["act"]["sub"], "orders");
 
@@ -489,27 +506,10 @@ async fn token_exchange_over_http(backend: Backend) {
         .await
         .expect("revoke");
     assert_eq!(
-        server
-            .client()
-            .validate(login.request(pb::ValidateRequest {
-                access_token: exchanged.clone(),
-                expected_audience: "billing".into(),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| reason(&s))
-            .err()
-            .as_deref(),
-        Some("SESSION_REVOKED")
+        validate_for(&server, &login, &exchanged, "billing").await,
+        Err("SESSION_REVOKED".into())
     );
-    let introspected = http_post_form(
-        http,
-        "/oauth2/introspect",
-        &[("Authorization", &basic(&login))],
-        &format!("token={exchanged}"),
-    )
-    .await
-    .json();
+    let introspected = introspect(http, &login, &exchanged).await;
     assert_eq!(introspected, serde_json::json!({ "active": false }));
     expect(
         exchange(&orders, "&audience=billing").await,
