@@ -137,6 +137,10 @@ pub struct HttpConfig {
     /// plain HTTP: only where the network is protected otherwise (a service
     /// mesh's mutual TLS, a pod-local gateway).
     pub plaintext_credentials: bool,
+    /// Serve HTTPS with the gRPC port's certificate and key (`[tls]`).
+    /// Client certificates signed by `tls.client_ca_file` identify callers
+    /// here too; they are asked for, never required (probes have none).
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
@@ -146,6 +150,7 @@ impl Default for HttpConfig {
             public_url: None,
             jwks_max_age: Duration::from_secs(5 * 60),
             plaintext_credentials: false,
+            tls: false,
         }
     }
 }
@@ -480,6 +485,11 @@ impl Config {
                 "tokens.issuer ({:?}) must be an http(s) URL when the HTTP listener is on: OpenID discovery clients fetch <issuer>/.well-known/openid-configuration and require its `issuer` to be that URL (set it to http.public_url, e.g. \"https://auth.example.internal\")",
                 t.issuer
             ));
+        }
+        if self.http.tls && !self.tls.is_enabled() {
+            problems.push(
+                "http.tls needs [tls] cert_file and key_file: the HTTP listener serves the gRPC port's certificate".to_owned(),
+            );
         }
         if self.keys.publish_ahead < self.http.jwks_max_age {
             problems.push(format!(

@@ -216,7 +216,7 @@ impl AccessControl {
         }
         let authenticated = self
             .policy
-            .authenticate(credentials.key, &[])
+            .authenticate(credentials.key, credentials.identities)
             .and_then(|caller| match credentials.client_id {
                 Some(id) if id != &*caller.caller.name => Err(Denial::CredentialsInvalid),
                 _ => Ok(caller),
@@ -317,6 +317,9 @@ pub struct HttpCredentials<'a> {
     /// The OAuth client id sent with a client secret: it must name the
     /// key's caller.
     pub client_id: Option<&'a str>,
+    /// The SANs of the client certificate (HTTP over TLS); a key, if
+    /// present, decides, as over gRPC.
+    pub identities: &'a [SanIdentity],
 }
 
 /// Why an HTTP request was not admitted.

@@ -2,6 +2,7 @@
 //! keepalive on each, a handshake timeout, a connection limit that evicts
 //! the oldest connection still in its handshake, and accept errors that
 //! back off instead of spinning (EMFILE).
+mod tls_http;
 mod tracked;
 
 use std::convert::Infallible;
@@ -17,6 +18,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+pub use tls_http::TlsHttpListener;
 pub use tracked::{Registry, TrackedStream};
 
 use crate::config::connections::ConnectionsConfig;

@@ -286,3 +286,123 @@ async fn optional_client_auth_takes_a_bearer_key_or_a_certificate() {
     .await;
     assert!(foreign.is_err(), "certificate from another CA: {foreign:?}");
 }
+
+/// `curl` over HTTPS trusting `ca_file`, with `cert` presented if given:
+/// the status (0 when no HTTP answer came: a refused handshake) and body.
+async fn curl(
+    dir: &std::path::Path,
+    url: &str,
+    cert: Option<&Pem>,
+    form: Option<&str>,
+) -> (u16, String) {
+    let mut command = tokio::process::Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(dir.join("client-ca.pem"));
+    if let Some(pem) = cert {
+        let (cert_file, key_file) = (dir.join("curl.pem"), dir.join("curl.key"));
+        std::fs::write(&cert_file, &pem.cert).expect("write");
+        std::fs::write(&key_file, &pem.key).expect("write");
+        command
+            .arg("--cert")
+            .arg(cert_file)
+            .arg("--key")
+            .arg(key_file);
+    }
+    if let Some(form) = form {
+        command.args(["--data", form]);
+    }
+    let output = command.arg(url).output().await.expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `http.tls`: the HTTP listener serves HTTPS with the gRPC port's
+/// certificate, off loopback too, and a client certificate names its
+/// caller there as on gRPC; probes need none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_listener_over_tls_identifies_callers_by_certificate() {
+    const INTROSPECTOR_ID: &str = "spiffe://test/ns/prod/sa/introspector";
+    let ca = new_ca("test CA");
+    let other_ca = new_ca("other CA");
+    let issuer = TestCaller::new("issuer", &[Permission::Issue], &["*"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server_cert = leaf(
+        &ca,
+        SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write PEM");
+        path
+    };
+    let (cert_file, key_file) = (
+        write("server.pem", &server_cert.cert),
+        write("server.key", &server_cert.key),
+    );
+    let client_ca_file = write("client-ca.pem", &ca.pem());
+    let callers = vec![
+        issuer.config.clone(),
+        certificate_caller("introspector", INTROSPECTOR_ID, &[Permission::Introspect]),
+    ];
+    // Not on loopback: over TLS the endpoints for callers are served anyway.
+    let http_at = SocketAddr::from(([0, 0, 0, 0], crate::processes::free_port()));
+    let server = TestServer::start_with_http_at(Backend::Sqlite, http_at, |config| {
+        config.tls.cert_file = Some(cert_file);
+        config.tls.key_file = Some(key_file);
+        config.tls.client_ca_file = Some(client_ca_file);
+        config.tls.client_auth = ClientAuth::Optional;
+        config.http.tls = true;
+        config.auth.callers = callers;
+    })
+    .await;
+    let tokens = issue_over(connect(server.addr, &ca, None).await, Some(&issuer.key))
+        .await
+        .expect("issue")
+        .tokens
+        .expect("tokens");
+    let base = format!("https://127.0.0.1:{}", http_at.port());
+    let introspect = format!("{base}/oauth2/introspect");
+    let form = format!("token={}", tokens.access_token);
+
+    let (status, body) = curl(dir.path(), &format!("{base}/readyz"), None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let introspector = client_cert(&ca, uri(INTROSPECTOR_ID));
+    let (status, body) = curl(dir.path(), &introspect, Some(&introspector), Some(&form)).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["sub"], "alice");
+
+    let (status, body) = curl(dir.path(), &introspect, None, Some(&form)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("CREDENTIALS_MISSING"), "{body}");
+    let stranger = client_cert(&ca, dns("stranger.test"));
+    let (status, body) = curl(dir.path(), &introspect, Some(&stranger), Some(&form)).await;
+    assert_eq!(status, 401, "{body}");
+    // A certificate of another CA is refused in the handshake.
+    let foreign = client_cert(&other_ca, uri(INTROSPECTOR_ID));
+    let (status, _) = curl(dir.path(), &introspect, Some(&foreign), Some(&form)).await;
+    assert_eq!(status, 0, "a certificate of another CA got an HTTP answer");
+    // Plain HTTP gets no answer from the TLS listener.
+    let plain = http_get_result(
+        SocketAddr::from(([127, 0, 0, 1], http_at.port())),
+        "/readyz",
+    )
+    .await;
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+}
+
+/// What a plain-HTTP GET reads back (empty when the peer hangs up).
+async fn http_get_result(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
+    String::from_utf8_lossy(&raw).into_owned()
+}

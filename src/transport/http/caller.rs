@@ -6,7 +6,6 @@
 //! may send `authorization: Bearer <key>` (RFC 7662 §2.1). A gateway's
 //! forward-auth subrequest carries the *user's* token in `authorization`,
 //! so the gateway's own key goes in [`GATEWAY_KEY_HEADER`].
-use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD;
@@ -15,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::form::Form;
 use super::oauth_error::OAuthError;
+use super::Peer;
 use crate::access::{Denial, Permission};
 use crate::transport::access_layer::{AccessControl, HttpCredentials, HttpRefusal};
 use crate::verify::caller::Caller;
@@ -92,13 +92,14 @@ impl Presented {
         access: &AccessControl,
         any_of: &[Permission],
         method: &str,
-        peer: Option<SocketAddr>,
+        peer: &Peer,
     ) -> Result<Caller, HttpRefusal> {
         let credentials = HttpCredentials {
             key: self.key.as_deref().map(String::as_str),
             client_id: self.client_id.as_deref(),
+            identities: &peer.identities,
         };
-        access.admit_http(credentials, any_of, method, peer.map(|p| p.ip()))
+        access.admit_http(credentials, any_of, method, peer.addr.map(|p| p.ip()))
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn authz(
         &backend.access,
         &[Permission::Check],
         METHOD,
-        peer.0,
+        &peer,
     ) {
         Ok(caller) => caller,
         Err(HttpRefusal::Denied(denial)) => {

@@ -15,7 +15,6 @@
 //! `active:false` as "this token is bad" and sends the user to log in
 //! again, or drops a cached session, while the token may be fine; a 5xx
 //! is retried or fails closed without a verdict.
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -41,7 +40,7 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match answer(&state, peer.0, &headers, &body) {
+    match answer(&state, &peer, &headers, &body) {
         Ok(answer) => (StatusCode::OK, no_store_json(), answer.to_string()).into_response(),
         Err(e) => e.into_response(),
     }
@@ -49,7 +48,7 @@ pub async fn introspect(
 
 fn answer(
     state: &HttpState,
-    peer: Option<SocketAddr>,
+    peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Value, OAuthError> {

@@ -5,8 +5,9 @@
 //! - For callers (the same callers, keys and permissions as gRPC, see
 //!   `caller`): the OAuth 2.0 endpoints and forward-auth for gateways. They
 //!   carry tokens and keys, so they are served only where those cannot be
-//!   read on the way: on a loopback listener, or where the operator says the
-//!   network is protected (`http.plaintext_credentials`).
+//!   read on the way: on a loopback listener, over TLS (`http.tls`, where
+//!   client certificates identify callers too), or where the operator says
+//!   the network is protected (`http.plaintext_credentials`).
 //!   - `POST /oauth2/introspect` (`introspect`): RFC 7662, a form with
 //!     `token`, for a caller with `Introspect` or `Validate`; 200
 //!     `{"active":true,…}` or exactly `{"active":false}`, 503 while the
@@ -29,6 +30,7 @@ mod oauth_grant_errors;
 mod probes;
 mod request_metrics;
 mod revocation_endpoint;
+mod server_tls;
 mod token_endpoint;
 mod token_exchange_grant;
 mod well_known;
@@ -48,8 +50,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::access_layer::AccessControl;
-use super::connections::HttpListener;
+use super::connections::{HttpListener, TlsHttpListener};
 use super::health::HealthProbe;
+use crate::access::{self, SanIdentity};
 use crate::config::Config;
 use crate::domain::Authority;
 use crate::telemetry::{Metrics, PrometheusMetrics};
@@ -108,11 +111,13 @@ pub fn spawn(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
     let local = listener.local_addr()?;
+    let tls = config.http.tls;
     let public_url = match &config.http.public_url {
         Some(url) => url.clone(),
+        None if tls => format!("https://{local}"),
         None => format!("http://{local}"),
     };
-    let with_callers = local.ip().is_loopback() || config.http.plaintext_credentials;
+    let with_callers = tls || local.ip().is_loopback() || config.http.plaintext_credentials;
     let settings = HttpSettings {
         issuer: config.tokens.issuer.clone(),
         public_url,
@@ -123,7 +128,7 @@ pub fn spawn(
         },
     };
     if !with_callers {
-        tracing::info!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
+        tracing::info!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.tls, or http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
     }
     let state = Arc::new(HttpState {
         backend,
@@ -131,6 +136,16 @@ pub fn spawn(
         health,
         metrics,
     });
+    if tls {
+        let server_config = server_tls::server_config(&config.tls)?;
+        let listener = TlsHttpListener::new(
+            listener,
+            &config.connections,
+            server_config,
+            config.tls.handshake_timeout,
+        )?;
+        return Ok(tokio::spawn(serve(state, listener, shutdown)));
+    }
     let listener = HttpListener::new(listener, &config.connections)?;
     Ok(tokio::spawn(serve(state, listener, shutdown)))
 }
@@ -143,11 +158,15 @@ pub async fn finished(task: Option<JoinHandle<std::io::Result<()>>>) -> std::io:
     }
 }
 
-async fn serve(
+async fn serve<L>(
     state: Arc<HttpState>,
-    listener: HttpListener,
+    listener: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = Option<SocketAddr>>,
+    for<'a> Peer: Connected<IncomingStream<'a, L>>,
+{
     let mut router = Router::new()
         .route(JWKS_PATH, get(well_known::jwks))
         .route(DISCOVERY_PATH, get(well_known::discovery))
@@ -174,13 +193,35 @@ async fn serve(
         .await
 }
 
-/// The client's address, for rate limits and the refusal audit.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub Option<SocketAddr>);
+/// The client: its address, for rate limits and the refusal audit, and
+/// over TLS the identities (SANs) of the certificate it presented.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: Option<SocketAddr>,
+    pub identities: Arc<[SanIdentity]>,
+}
 
 impl Connected<IncomingStream<'_, HttpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, HttpListener>) -> Self {
-        Peer(*stream.remote_addr())
+        Peer {
+            addr: *stream.remote_addr(),
+            identities: Arc::new([]),
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsHttpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsHttpListener>) -> Self {
+        let (_, session) = stream.io().get_ref();
+        let identities = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| access::identities(leaf.as_ref()))
+            .unwrap_or_default();
+        Peer {
+            addr: *stream.remote_addr(),
+            identities: identities.into(),
+        }
     }
 }
 

@@ -26,11 +26,11 @@ pub const REVOCATION_PATH: &str = "/oauth2/revoke";
 
 pub async fn revoke(
     State(state): State<Arc<HttpState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match revoke_token(&state, peer, &headers, &body).await {
+    match revoke_token(&state, &peer, &headers, &body).await {
         Ok(()) => (StatusCode::OK, no_store_json(), "{}").into_response(),
         Err(error) => error.into_response(),
     }
@@ -38,7 +38,7 @@ pub async fn revoke(
 
 async fn revoke_token(
     state: &HttpState,
-    peer: Option<std::net::SocketAddr>,
+    peer: &Peer,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), OAuthError> {

@@ -34,7 +34,7 @@ pub const GRANT_TYPES: &[&str] = &[REFRESH_TOKEN_GRANT, TOKEN_EXCHANGE_GRANT];
 
 pub async fn token(
     State(state): State<Arc<HttpState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -47,7 +47,12 @@ pub async fn token(
         match form.required("grant_type")? {
             REFRESH_TOKEN_GRANT => {
                 let caller = presented
-                    .admit(&state.backend.access, &[Permission::Refresh], "token", peer)
+                    .admit(
+                        &state.backend.access,
+                        &[Permission::Refresh],
+                        "token",
+                        &peer,
+                    )
                     .map_err(oauth_refusal)?;
                 refresh_grant(authority, &state.backend.metrics, &caller, &form).await
             }
@@ -57,7 +62,7 @@ pub async fn token(
                         &state.backend.access,
                         &[Permission::Exchange],
                         "token",
-                        peer,
+                        &peer,
                     )
                     .map_err(oauth_refusal)?;
                 exchange_grant(authority, &caller, &form).await
