@@ -88,28 +88,48 @@ async fn start_tls_server(
     callers: Vec<CallerConfig>,
 ) -> (TestServer, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server_cert = leaf(
-        ca,
-        SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path
-    };
-    let cert_file = write("server.pem", &server_cert.cert);
-    let key_file = write("server.key", &server_cert.key);
-    let client_ca_file = write("client-ca.pem", &ca.pem());
+    let files = ServerFiles::write(ca, &dir);
     let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.tls.cert_file = Some(cert_file);
-        config.tls.key_file = Some(key_file);
-        config.tls.client_ca_file = Some(client_ca_file);
-        config.tls.client_auth = client_auth;
+        files.configure(config, client_auth);
         config.auth.callers = callers;
     })
     .await;
     (server, dir)
+}
+
+/// PEM files of a server certificate for 127.0.0.1 from `ca`, and of `ca`
+/// as the client CA (`client-ca.pem`).
+struct ServerFiles {
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    client_ca_file: std::path::PathBuf,
+}
+
+impl ServerFiles {
+    fn write(ca: &Ca, dir: &TempDir) -> Self {
+        let server_cert = leaf(
+            ca,
+            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let write = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write PEM");
+            path
+        };
+        Self {
+            cert_file: write("server.pem", &server_cert.cert),
+            key_file: write("server.key", &server_cert.key),
+            client_ca_file: write("client-ca.pem", &ca.pem()),
+        }
+    }
+
+    fn configure(&self, config: &mut token_authority::config::Config, client_auth: ClientAuth) {
+        config.tls.cert_file = Some(self.cert_file.clone());
+        config.tls.key_file = Some(self.key_file.clone());
+        config.tls.client_ca_file = Some(self.client_ca_file.clone());
+        config.tls.client_auth = client_auth;
+    }
 }
 
 /// Connects over TLS, trusting `ca`, presenting `identity` if given.
@@ -329,21 +349,7 @@ async fn the_http_listener_over_tls_identifies_callers_by_certificate() {
     let other_ca = new_ca("other CA");
     let issuer = TestCaller::new("issuer", &[Permission::Issue], &["*"]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let server_cert = leaf(
-        &ca,
-        SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path
-    };
-    let (cert_file, key_file) = (
-        write("server.pem", &server_cert.cert),
-        write("server.key", &server_cert.key),
-    );
-    let client_ca_file = write("client-ca.pem", &ca.pem());
+    let files = ServerFiles::write(&ca, &dir);
     let callers = vec![
         issuer.config.clone(),
         certificate_caller("introspector", INTROSPECTOR_ID, &[Permission::Introspect]),
@@ -351,10 +357,7 @@ async fn the_http_listener_over_tls_identifies_callers_by_certificate() {
     // Not on loopback: over TLS the endpoints for callers are served anyway.
     let http_at = SocketAddr::from(([0, 0, 0, 0], crate::processes::free_port()));
     let server = TestServer::start_with_http_at(Backend::Sqlite, http_at, |config| {
-        config.tls.cert_file = Some(cert_file);
-        config.tls.key_file = Some(key_file);
-        config.tls.client_ca_file = Some(client_ca_file);
-        config.tls.client_auth = ClientAuth::Optional;
+        files.configure(config, ClientAuth::Optional);
         config.http.tls = true;
         config.auth.callers = callers;
     })
