@@ -80,7 +80,7 @@ impl RevokeSession<'_> {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Inserts a new session and its `issued` event (by `issued_by`). With
+    /// Inserts a new session and its `issued` event (by its `client_id`). With
     /// a `cap`, first revokes the subject's least recently used live
     /// sessions so that at most `cap.max` remain, if they are evictable.
     /// Concurrent issues for one subject are serialised.
@@ -88,7 +88,6 @@ pub trait SessionStore: Send + Sync {
         &self,
         session: &Session,
         cap: Option<SessionCap>,
-        issued_by: &str,
     ) -> StoreResult<Inserted>;
 
     /// Applies `rotation` atomically if [`Rotation::applies_to`] holds, with

@@ -21,9 +21,8 @@ impl SessionStore for Store {
         &self,
         session: &Session,
         cap: Option<SessionCap>,
-        issued_by: &str,
     ) -> StoreResult<Inserted> {
-        Ok(Store::insert_session(self, session, cap, issued_by).await?)
+        Ok(Store::insert_session(self, session, cap).await?)
     }
 
     #[tracing::instrument(name = "db.rotate", level = "info", skip_all)]

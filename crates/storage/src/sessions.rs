@@ -95,23 +95,23 @@ impl Store {
     pub(crate) async fn insert_sessions(
         &self,
         tx: &DatabaseTransaction,
-        new: &[(&Session, &str)],
+        new: &[&Session],
     ) -> StoreResult<()> {
         if new.is_empty() {
             return Ok(());
         }
-        let events = new.iter().map(|(row, issued_by)| EventRow {
+        let events = new.iter().map(|row| EventRow {
             at: row.created_at,
             kind: AuditKind::Issued,
             tenant_id: &row.tenant_id,
             subject: &row.subject,
             session_id: Some(&row.id),
-            detail: Some(format!("by {issued_by}")),
+            detail: Some(format!("by {}", row.client_id)),
         });
         audit::record_all(tx, events).await?;
         let rows = new
             .iter()
-            .map(|(row, _)| SessionRow::from(*row).into_active_model());
+            .map(|row| SessionRow::from(*row).into_active_model());
         session::Entity::insert_many(rows)
             .exec_without_returning(tx)
             .await?;

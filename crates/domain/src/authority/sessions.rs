@@ -83,11 +83,7 @@ impl Authority {
             now,
             evictable_before: now - self.settings.access_ttl - self.settings.clock_leeway,
         });
-        let evicted = match self
-            .store
-            .insert_session(&session, cap, &caller.name)
-            .await?
-        {
+        let evicted = match self.store.insert_session(&session, cap).await? {
             Inserted::Stored { evicted } => evicted,
             Inserted::AtCapacity { evictable_at } => {
                 let retry_after =

@@ -165,7 +165,6 @@ impl SessionStore for MemoryStore {
         &self,
         session: &Session,
         cap: Option<SessionCap>,
-        issued_by: &str,
     ) -> StoreResult<Inserted> {
         let mut state = self.available()?;
         if state.sessions.contains_key(&session.id) {
@@ -220,7 +219,7 @@ impl SessionStore for MemoryStore {
             tenant_id: session.tenant_id.clone(),
             subject: session.subject.clone(),
             session_id: Some(session.id.clone()),
-            detail: Some(format!("by {issued_by}")),
+            detail: Some(format!("by {}", session.client_id)),
         });
         state.sessions.insert(session.id.clone(), session.clone());
         Ok(Inserted::Stored { evicted })

@@ -67,7 +67,7 @@ async fn revocations_resume_from_a_cursor_past_the_last_position() {
     let store = MemoryStore::new();
     for id in ["a", "b", "c", "d"] {
         store
-            .insert_session(&session(id, "u", NOW), None, "test")
+            .insert_session(&session(id, "u", NOW), None)
             .await
             .unwrap();
     }
@@ -140,7 +140,7 @@ async fn revocations_resume_from_a_cursor_past_the_last_position() {
 async fn revoking_checks_tenant_then_permission() {
     let store = MemoryStore::new();
     store
-        .insert_session(&session("a", "u", NOW), None, "test")
+        .insert_session(&session("a", "u", NOW), None)
         .await
         .unwrap();
     let other = ["x".to_owned()];
@@ -172,7 +172,7 @@ async fn the_cap_evicts_the_least_recently_used_evictable_sessions() {
     let b = session("b", "u", NOW + 10);
     let c = session("c", "u", NOW + 20);
     for s in [&a, &b, &c] {
-        store.insert_session(s, None, "test").await.unwrap();
+        store.insert_session(s, None).await.unwrap();
     }
     let cap = |max, evictable_before| SessionCap {
         max,
@@ -181,9 +181,12 @@ async fn the_cap_evicts_the_least_recently_used_evictable_sessions() {
     };
     // Two must go, but only `a` is old enough; `b`, the oldest of the
     // others, becomes evictable once the window has moved past it.
-    let d = session("d", "u", NOW + 100);
+    let d = Session {
+        client_id: "by-test".into(),
+        ..session("d", "u", NOW + 100)
+    };
     let at_capacity = store
-        .insert_session(&d, Some(cap(2, NOW + 5)), "test")
+        .insert_session(&d, Some(cap(2, NOW + 5)))
         .await
         .unwrap();
     assert_eq!(
@@ -196,7 +199,7 @@ async fn the_cap_evicts_the_least_recently_used_evictable_sessions() {
     assert_eq!(store.audit_events().len(), 3);
 
     let stored = store
-        .insert_session(&d, Some(cap(3, NOW + 15)), "by-test")
+        .insert_session(&d, Some(cap(3, NOW + 15)))
         .await
         .unwrap();
     // `b` was used least recently (`a` at NOW + 50).
@@ -224,14 +227,11 @@ async fn the_cap_evicts_the_least_recently_used_evictable_sessions() {
     // Under the cap: nothing evicted.
     let e = session("e", "v", NOW + 100);
     assert_eq!(
-        store
-            .insert_session(&e, Some(cap(1, NOW)), "test")
-            .await
-            .unwrap(),
+        store.insert_session(&e, Some(cap(1, NOW))).await.unwrap(),
         Inserted::Stored { evicted: vec![] }
     );
     // The same id twice is an error, not an overwrite.
-    assert!(store.insert_session(&e, None, "test").await.is_err());
+    assert!(store.insert_session(&e, None).await.is_err());
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn a_rotation_applies_once_and_stamps_the_stores_clock() {
     let store_clock = Arc::new(ManualClock::new(NOW + 5_000));
     let store = MemoryStore::new().with_clock(store_clock.clone());
     store
-        .insert_session(&session("a", "u", NOW), None, "test")
+        .insert_session(&session("a", "u", NOW), None)
         .await
         .unwrap();
     let rotation = Rotation {
@@ -366,11 +366,11 @@ async fn the_first_secret_stored_wins() {
 async fn an_unavailable_store_fails_every_call_and_changes_nothing() {
     let store = MemoryStore::new();
     let a = session("a", "u", NOW);
-    store.insert_session(&a, None, "test").await.unwrap();
+    store.insert_session(&a, None).await.unwrap();
     store.set_unavailable(true);
     let unavailable = |e: StorageError| assert!(e.is_unavailable(), "{e}");
     let b = session("b", "u", NOW);
-    unavailable(store.insert_session(&b, None, "t").await.unwrap_err());
+    unavailable(store.insert_session(&b, None).await.unwrap_err());
     unavailable(store.revoke_session(revoke("a", NOW)).await.unwrap_err());
     unavailable(store.revoke_subject("t", "u", NOW, "r").await.unwrap_err());
     unavailable(store.session_and_store_now("a", NOW).await.unwrap_err());

@@ -18,7 +18,7 @@ pub(super) async fn issue_all(
     jobs: &[IssueJob],
 ) -> StoreResult<Vec<Inserted>> {
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut pending: Vec<(&_, &str)> = Vec::new();
+    let mut pending: Vec<&_> = Vec::new();
     let mut subjects = HashSet::new();
     for job in jobs {
         let subject = (job.session.tenant_id.as_str(), job.session.subject.as_str());
@@ -30,7 +30,7 @@ pub(super) async fn issue_all(
         }
         let outcome = store.make_room(tx, &job.session, job.cap).await?;
         if matches!(outcome, Inserted::Stored { .. }) {
-            pending.push((&job.session, job.issued_by.as_str()));
+            pending.push(&job.session);
         }
         outcomes.push(outcome);
     }

@@ -113,7 +113,6 @@ impl RotateJob {
 pub(crate) struct IssueJob {
     pub session: Session,
     pub cap: Option<SessionCap>,
-    pub issued_by: String,
     reply: oneshot::Sender<StoreResult<Inserted>>,
 }
 
@@ -172,13 +171,11 @@ impl Store {
         &self,
         session: &Session,
         cap: Option<SessionCap>,
-        issued_by: &str,
     ) -> StoreResult<Inserted> {
         let (reply, answer) = oneshot::channel();
         let job = IssueJob {
             session: session.clone(),
             cap,
-            issued_by: issued_by.to_owned(),
             reply,
         };
         self.submit(Job::Issue(Box::new(job)), answer).await
