@@ -113,6 +113,16 @@ pub enum KeysCommand {
         #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
         activate_in: Option<Duration>,
     },
+    /// Withdraw a compromised key: it stops signing and verifying on every
+    /// replica and sidecar, and leaves the JWKS. A pending key takes over,
+    /// or a new one is generated. See the README's emergency procedure.
+    Withdraw {
+        /// The key's id, as `keys list` shows it.
+        kid: String,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Show every key with its status and how long it verifies.
     List,
 }
@@ -290,6 +300,27 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 .await?;
             print_keys(&[key]);
         }
+        KeysCommand::Withdraw { kid, reason } => {
+            let withdrawal = app
+                .authority
+                .withdraw_signing_key(&operator, &kid, &reason)
+                .await?;
+            if withdrawal.already_withdrawn {
+                println!("key {kid} was already withdrawn; nothing changed");
+            } else {
+                match (&withdrawal.successor, withdrawal.successor_generated) {
+                    (Some(next), true) => println!(
+                        "key {kid} withdrawn; new key {next} signs from now (no key was pending: \
+                         verifiers that have not synced yet refuse its tokens until they do)"
+                    ),
+                    (Some(next), false) => {
+                        println!("key {kid} withdrawn; pending key {next} signs from now")
+                    }
+                    (None, _) => println!("key {kid} withdrawn; the signing key is unchanged"),
+                }
+            }
+            print_keys(&app.authority.list_signing_keys().await?);
+        }
         KeysCommand::List => print_keys(&app.authority.list_signing_keys().await?),
     }
     app.shutdown().await;
@@ -304,12 +335,12 @@ fn print_keys(keys: &[KeyInfo]) {
             .unwrap_or_default()
     };
     println!(
-        "{:<18} {:<6} {:<8} {:<21} {:<21} {:<21}",
+        "{:<18} {:<6} {:<9} {:<21} {:<21} {:<21}",
         "kid", "alg", "status", "signs from", "retired at", "verifies until"
     );
     for k in keys {
         println!(
-            "{:<18} {:<6} {:<8} {:<21} {:<21} {:<21}",
+            "{:<18} {:<6} {:<9} {:<21} {:<21} {:<21}",
             k.kid,
             k.algorithm,
             k.status.as_str(),

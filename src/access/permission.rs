@@ -19,6 +19,8 @@ pub enum Permission {
     /// grants it too: it is the same decision).
     Introspect,
     RotateSigningKey,
+    /// `Admin/WithdrawSigningKey`: after a key compromise.
+    WithdrawSigningKey,
     ListSigningKeys,
     /// `Admin/ListAuditEvents`: the audit trail of the caller's tenants.
     ReadAudit,
@@ -35,6 +37,7 @@ impl Permission {
             self,
             Permission::WatchRevocations
                 | Permission::RotateSigningKey
+                | Permission::WithdrawSigningKey
                 | Permission::ListSigningKeys
                 | Permission::All
         )
@@ -80,6 +83,7 @@ const METHODS: &[(&str, &str, Required)] = {
         (TOKEN_AUTHORITY, "GetJwks", needs(GetJwks)),
         (TOKEN_AUTHORITY, "WatchRevocations", needs(WatchRevocations)),
         (ADMIN, "RotateSigningKey", needs(RotateSigningKey)),
+        (ADMIN, "WithdrawSigningKey", needs(WithdrawSigningKey)),
         (ADMIN, "ListSigningKeys", needs(ListSigningKeys)),
         (ADMIN, "ListAuditEvents", needs(ReadAudit)),
         (ENVOY_AUTHZ, "Check", needs(Check)),

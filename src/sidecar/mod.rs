@@ -145,6 +145,15 @@ impl Sidecar {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).synced = true;
     }
 
+    /// Withdrawn keys stop verifying here at once, whatever key set comes
+    /// next (a stream resumed on a replica that lags may still list them).
+    fn withdraw_keys(&self, kids: &[String]) {
+        let new = self.validator.withdraw_keys(kids);
+        if !new.is_empty() {
+            tracing::warn!(kids = ?new, "signing keys withdrawn upstream; their tokens are refused");
+        }
+    }
+
     /// `until` is on the authority's clock: each entry is kept a leeway
     /// longer, so that a sidecar whose clock runs ahead (by up to the
     /// leeway) does not forget a revocation while a token of it is still

@@ -198,6 +198,7 @@ async fn follow_once(
 fn apply(sidecar: &Sidecar, event: Option<Event>) {
     match event {
         Some(Event::Snapshot(snapshot)) => {
+            sidecar.withdraw_keys(&snapshot.withdrawn_key_ids);
             if let Some(keys) = &snapshot.keys {
                 sidecar.apply_keys(jwk_set_in(keys));
             }
@@ -205,6 +206,7 @@ fn apply(sidecar: &Sidecar, event: Option<Event>) {
         }
         Some(Event::Revoked(revoked)) => sidecar.apply_revocations(&revocations(&revoked.sessions)),
         Some(Event::Keys(keys)) => sidecar.apply_keys(jwk_set_in(&keys)),
+        Some(Event::KeysWithdrawn(withdrawn)) => sidecar.withdraw_keys(&withdrawn.key_ids),
         Some(Event::Heartbeat(_)) | None => {}
     }
 }

@@ -1,5 +1,5 @@
-//! The `Admin` gRPC service: signing-key rotation and listing, and the
-//! audit trail.
+//! The `Admin` gRPC service: signing-key rotation, withdrawal and listing,
+//! and the audit trail.
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -8,7 +8,7 @@ use super::access_layer::caller_of;
 use super::convert;
 use super::status::to_status;
 use crate::domain::audit_read::{AuditRecord, ListAuditEventsRequest};
-use crate::domain::{Authority, Error};
+use crate::domain::{Authority, Error, KeyStatus};
 use crate::proto as pb;
 use crate::proto::admin_server::Admin;
 use crate::verify::clock::duration_millis;
@@ -57,6 +57,41 @@ impl Admin for AdminService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::signing_key(key)))
+    }
+
+    async fn withdraw_signing_key(
+        &self,
+        request: Request<pb::WithdrawSigningKeyRequest>,
+    ) -> Result<Response<pb::WithdrawSigningKeyResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let withdrawal = self
+            .authority
+            .withdraw_signing_key(&caller, &r.kid, &r.reason)
+            .await
+            .map_err(to_status)?;
+        let keys = self
+            .authority
+            .within_budget(self.authority.list_signing_keys())
+            .await
+            .map_err(to_status)?;
+        let info = |kid: Option<&str>| {
+            keys.iter()
+                .find(|k| Some(k.kid.as_str()) == kid)
+                .cloned()
+                .map(convert::signing_key)
+        };
+        let signing = withdrawal.successor.as_deref().or_else(|| {
+            keys.iter()
+                .find(|k| k.status == KeyStatus::Active)
+                .map(|k| k.kid.as_str())
+        });
+        Ok(Response::new(pb::WithdrawSigningKeyResponse {
+            withdrawn: info(Some(&withdrawal.kid)),
+            signing: info(signing),
+            signing_key_generated: withdrawal.successor_generated,
+            already_withdrawn: withdrawal.already_withdrawn,
+        }))
     }
 
     async fn list_signing_keys(

@@ -146,6 +146,7 @@ pub fn signing_key(k: KeyInfo) -> pb::SigningKey {
         KeyStatus::Pending => pb::KeyStatus::Pending,
         KeyStatus::Active => pb::KeyStatus::Active,
         KeyStatus::Retired => pb::KeyStatus::Retired,
+        KeyStatus::Withdrawn => pb::KeyStatus::Withdrawn,
     };
     pb::SigningKey {
         kid: k.kid,
@@ -155,6 +156,7 @@ pub fn signing_key(k: KeyInfo) -> pb::SigningKey {
         activates_at: timestamp(k.activates_at),
         retired_at: k.retired_at.and_then(timestamp),
         verifies_until: k.verifies_until.and_then(timestamp),
+        withdrawn_at: k.withdrawn_at.and_then(timestamp),
     }
 }
 

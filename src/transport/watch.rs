@@ -145,6 +145,11 @@ fn events(
                         revoked: revoked_sessions(piece),
                         keys: (i == 0).then(keys),
                         more: i < last,
+                        withdrawn_key_ids: if i == 0 {
+                            validator.withdrawn_keys()
+                        } else {
+                            Vec::new()
+                        },
                     };
                     (Event::Snapshot(snapshot), (i == last).then_some(at))
                 })
@@ -153,8 +158,16 @@ fn events(
         Catchup::Delta {
             revoked,
             keys_changed,
+            withdrawn_keys,
         } => {
             let mut out = Vec::new();
+            if !withdrawn_keys.is_empty() {
+                // Never resumed from: the key set follows at once.
+                let withdrawn = pb::KeysWithdrawn {
+                    key_ids: withdrawn_keys,
+                };
+                out.push((Event::KeysWithdrawn(withdrawn), None));
+            }
             if keys_changed {
                 // After this message the watcher has the new keys but not
                 // yet the revocations that follow.

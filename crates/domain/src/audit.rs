@@ -12,12 +12,14 @@ pub enum AuditKind {
     /// A request refused for its caller's credentials or permissions.
     AccessDenied,
     KeyRotated,
+    /// A signing key withdrawn (compromised): it neither signs nor verifies.
+    KeyWithdrawn,
     /// An access token minted by token exchange for another audience.
     TokenExchanged,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 9] = [
         AuditKind::Issued,
         AuditKind::Refreshed,
         AuditKind::Revoked,
@@ -25,6 +27,7 @@ impl AuditKind {
         AuditKind::Evicted,
         AuditKind::AccessDenied,
         AuditKind::KeyRotated,
+        AuditKind::KeyWithdrawn,
         AuditKind::TokenExchanged,
     ];
 
@@ -43,6 +46,7 @@ impl AuditKind {
             AuditKind::Evicted => "evicted",
             AuditKind::AccessDenied => "access_denied",
             AuditKind::KeyRotated => "key_rotated",
+            AuditKind::KeyWithdrawn => "key_withdrawn",
             AuditKind::TokenExchanged => "token_exchanged",
         }
     }

@@ -63,7 +63,9 @@ impl AuditRecord {
                 }
             }
             AuditKind::TokenExchanged => detail?.rsplit_once(", by ").map(|(_, by)| by),
-            AuditKind::KeyRotated | AuditKind::AccessDenied => Some(&self.subject),
+            AuditKind::KeyRotated | AuditKind::KeyWithdrawn | AuditKind::AccessDenied => {
+                Some(&self.subject)
+            }
             _ => None,
         }
     }

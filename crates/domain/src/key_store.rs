@@ -65,6 +65,16 @@ pub async fn load_key_set(store: &dyn KeyStore, kek: &Kek) -> Result<KeySet> {
     let mut signers = Vec::with_capacity(stored.len());
     let mut versions = Vec::with_capacity(stored.len());
     for key in stored {
+        if key.withdrawn_at.is_some() {
+            // Its private half is wiped; the set only names it.
+            versions.push(KeyVersion {
+                kid: key.kid,
+                activates_at: key.activates_at,
+                retired_at: key.retired_at,
+                withdrawn_at: key.withdrawn_at,
+            });
+            continue;
+        }
         let algorithm = KeyAlgorithm::parse(&key.algorithm).ok_or_else(|| {
             Error::KeyStore(format!(
                 "key {} uses unsupported algorithm {}",
@@ -91,6 +101,7 @@ pub async fn load_key_set(store: &dyn KeyStore, kek: &Kek) -> Result<KeySet> {
             kid: key.kid,
             activates_at: key.activates_at,
             retired_at: key.retired_at,
+            withdrawn_at: None,
         });
     }
     Ok(KeySet::new(signers, versions))
@@ -115,6 +126,7 @@ pub fn new_stored_key(
         created_at: now,
         retired_at: None,
         activates_at,
+        withdrawn_at: None,
     })
 }
 

@@ -18,8 +18,8 @@ pub mod rotation;
 pub mod session;
 
 pub use authority::{
-    revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, DEFAULT_AUDIT_PAGE_SIZE,
-    MAX_ACTORS, MAX_AUDIT_PAGE_SIZE, REVOCATION_MARGIN,
+    revocation_lifetime, Authority, KeyInfo, KeyStatus, Settings, Withdrawal,
+    DEFAULT_AUDIT_PAGE_SIZE, MAX_ACTORS, MAX_AUDIT_PAGE_SIZE, REVOCATION_MARGIN,
 };
 pub use token_authority_verify::{Error, ErrorKind, Result};
 

@@ -8,6 +8,7 @@ use token_authority_verify::StorageError;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::audit_read::{AuditQuery, AuditRecord};
+use crate::keys::withdrawal::WithdrawalPlan;
 use crate::keys::KeyVersion;
 use crate::rotation::Rotation;
 use crate::session::Session;
@@ -163,6 +164,21 @@ pub struct StoredKey {
     pub created_at: Millis,
     pub retired_at: Option<Millis>,
     pub activates_at: Millis,
+    /// Withdrawn (compromised) then; the private half is wiped.
+    pub withdrawn_at: Option<Millis>,
+}
+
+/// A withdrawal, as `KeyStore::withdraw_signing_key` takes it.
+#[derive(Debug, Clone)]
+pub struct WithdrawKey {
+    pub kid: String,
+    pub now: Millis,
+    /// Stored, activating as the plan says, only if no pending key can
+    /// take over.
+    pub replacement: StoredKey,
+    /// The caller, for the audit trail.
+    pub by: String,
+    pub reason: String,
 }
 
 /// When `add_signing_key` adds its key.
@@ -197,8 +213,16 @@ pub trait KeyStore: Send + Sync {
         by: &str,
     ) -> StoreResult<Option<Millis>>;
 
-    /// When the newest key activates (or activated), if there is a key.
+    /// When the newest key activates (or activated), if there is a key;
+    /// withdrawn keys do not count.
     async fn newest_key_activation(&self) -> StoreResult<Option<Millis>>;
+
+    /// Withdraws `request.kid` in one transaction as `withdrawal::plan`
+    /// decides: marks it withdrawn and wipes its private half, hands the
+    /// signing over (promoting a pending key, or storing
+    /// `request.replacement`), records the `key_withdrawn` event, and tells
+    /// other replicas.
+    async fn withdraw_signing_key(&self, request: WithdrawKey) -> StoreResult<WithdrawalPlan>;
 
     /// Replaces a key's sealed private half.
     async fn replace_private_key(&self, kid: &str, sealed: Vec<u8>) -> StoreResult<()>;

@@ -6,8 +6,9 @@ use sea_orm::{
 };
 
 use token_authority_domain::audit::AuditKind;
+use token_authority_domain::keys::withdrawal::{self, KeyRow, Successor, WithdrawalPlan};
 use token_authority_domain::keys::KeyVersion;
-use token_authority_domain::ports::{AddKeyIf, StoredKey};
+use token_authority_domain::ports::{AddKeyIf, StoredKey, WithdrawKey};
 
 use super::audit::{self, EventRow};
 use super::entities::signing_key::{self, Column};
@@ -34,6 +35,7 @@ impl Store {
                 created_at: k.created_at,
                 retired_at: k.retired_at,
                 activates_at: k.activates_at,
+                withdrawn_at: k.withdrawn_at,
             })
             .collect())
     }
@@ -41,20 +43,22 @@ impl Store {
     /// Every key's version: enough to tell whether the set changed,
     /// without reading private keys every sync.
     pub async fn signing_key_versions(&self) -> StoreResult<Vec<KeyVersion>> {
-        let versions: Vec<(String, i64, Option<i64>)> = signing_key::Entity::find()
+        let versions: Vec<(String, i64, Option<i64>, Option<i64>)> = signing_key::Entity::find()
             .select_only()
             .column(Column::Kid)
             .column(Column::ActivatesAt)
             .column(Column::RetiredAt)
+            .column(Column::WithdrawnAt)
             .into_tuple()
             .all(self.conn())
             .await?;
         Ok(versions
             .into_iter()
-            .map(|(kid, activates_at, retired_at)| KeyVersion {
+            .map(|(kid, activates_at, retired_at, withdrawn_at)| KeyVersion {
                 kid,
                 activates_at,
                 retired_at,
+                withdrawn_at,
             })
             .collect())
     }
@@ -72,16 +76,11 @@ impl Store {
         by: &str,
     ) -> StoreResult<Option<i64>> {
         let tx = self.conn().begin().await?;
-        if self.backend() == Backend::Postgres {
-            tx.execute_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!("SELECT pg_advisory_xact_lock({KEYS_LOCK})"),
-            ))
-            .await?;
-        }
+        lock_keys(self.backend(), &tx).await?;
         let newest: Option<i64> = signing_key::Entity::find()
             .select_only()
             .column(Column::ActivatesAt)
+            .filter(Column::WithdrawnAt.is_null())
             .order_by_desc(Column::ActivatesAt)
             .into_tuple()
             .one(&tx)
@@ -100,6 +99,7 @@ impl Store {
         signing_key::Entity::update_many()
             .col_expr(Column::RetiredAt, Expr::value(key.activates_at))
             .filter(Column::RetiredAt.is_null())
+            .filter(Column::WithdrawnAt.is_null())
             .filter(Column::ActivatesAt.lte(key.activates_at))
             .exec(&tx)
             .await?;
@@ -116,26 +116,18 @@ impl Store {
             )),
         };
         audit::record(&tx, event).await?;
-        signing_key::Entity::insert(signing_key::ActiveModel {
-            kid: Set(key.kid),
-            algorithm: Set(key.algorithm),
-            private_key: Set(key.private_key),
-            public_key: Set(key.public_key),
-            created_at: Set(key.created_at),
-            retired_at: Set(key.retired_at),
-            activates_at: Set(key.activates_at),
-        })
-        .exec_without_returning(&tx)
-        .await?;
+        insert_key(&tx, key).await?;
         tx.commit().await?;
         Ok(Some(activates_at))
     }
 
-    /// When the newest key activates (or activated), if there is a key.
+    /// When the newest key activates (or activated), if there is a key;
+    /// withdrawn keys do not count.
     pub async fn newest_key_activation(&self) -> StoreResult<Option<i64>> {
         Ok(signing_key::Entity::find()
             .select_only()
             .column(Column::ActivatesAt)
+            .filter(Column::WithdrawnAt.is_null())
             .order_by_desc(Column::ActivatesAt)
             .into_tuple()
             .one(self.conn())
@@ -151,5 +143,113 @@ impl Store {
             .exec(self.conn())
             .await?;
         Ok(())
+    }
+}
+
+/// Serialises key changes across replicas (PostgreSQL; SQLite serialises
+/// writers by itself).
+async fn lock_keys(backend: Backend, tx: &impl ConnectionTrait) -> StoreResult<()> {
+    if backend == Backend::Postgres {
+        tx.execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT pg_advisory_xact_lock({KEYS_LOCK})"),
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_key(tx: &impl ConnectionTrait, key: StoredKey) -> StoreResult<()> {
+    signing_key::Entity::insert(signing_key::ActiveModel {
+        kid: Set(key.kid),
+        algorithm: Set(key.algorithm),
+        private_key: Set(key.private_key),
+        public_key: Set(key.public_key),
+        created_at: Set(key.created_at),
+        retired_at: Set(key.retired_at),
+        activates_at: Set(key.activates_at),
+        withdrawn_at: Set(key.withdrawn_at),
+    })
+    .exec_without_returning(tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Withdraws a key in one transaction, as `withdrawal::plan` decides
+    /// from the rows read under the keys lock (see `KeyStore`).
+    pub async fn withdraw_signing_key(&self, request: WithdrawKey) -> StoreResult<WithdrawalPlan> {
+        let tx = self.conn().begin().await?;
+        lock_keys(self.backend(), &tx).await?;
+        let rows: Vec<KeyRow> = signing_key::Entity::find()
+            .select_only()
+            .column(Column::Kid)
+            .column(Column::ActivatesAt)
+            .column(Column::RetiredAt)
+            .column(Column::WithdrawnAt)
+            .into_tuple::<(String, i64, Option<i64>, Option<i64>)>()
+            .all(&tx)
+            .await?
+            .into_iter()
+            .map(|(kid, activates_at, retired_at, withdrawn_at)| KeyRow {
+                kid,
+                activates_at,
+                retired_at,
+                withdrawn_at,
+            })
+            .collect();
+        let plan = withdrawal::plan(&rows, &request.kid, request.now);
+        let WithdrawalPlan::Withdraw { successor, retire } = &plan else {
+            return Ok(plan);
+        };
+        signing_key::Entity::update_many()
+            .col_expr(Column::WithdrawnAt, Expr::value(request.now))
+            .col_expr(Column::PrivateKey, Expr::value(Vec::<u8>::new()))
+            .filter(Column::Kid.eq(&request.kid))
+            .exec(&tx)
+            .await?;
+        for (kid, at) in retire {
+            signing_key::Entity::update_many()
+                .col_expr(Column::RetiredAt, Expr::value(*at))
+                .filter(Column::Kid.eq(kid))
+                .exec(&tx)
+                .await?;
+        }
+        match successor {
+            Some(Successor::Promoted { kid, activates_at }) => {
+                signing_key::Entity::update_many()
+                    .col_expr(Column::ActivatesAt, Expr::value(*activates_at))
+                    .filter(Column::Kid.eq(kid))
+                    .exec(&tx)
+                    .await?;
+            }
+            Some(Successor::Generated { activates_at }) => {
+                let key = StoredKey {
+                    activates_at: *activates_at,
+                    ..request.replacement.clone()
+                };
+                insert_key(&tx, key).await?;
+            }
+            None => {}
+        }
+        let detail = withdrawal::audit_detail(
+            &request.kid,
+            &request.reason,
+            &plan,
+            &request.replacement.kid,
+        );
+        let event = EventRow {
+            at: request.now,
+            kind: AuditKind::KeyWithdrawn,
+            tenant_id: "",
+            subject: &request.by,
+            session_id: None,
+            detail: Some(detail),
+        };
+        audit::record(&tx, event).await?;
+        // Other replicas reload their keys at once, not at their next poll.
+        self.notify_state_changed(&tx).await?;
+        tx.commit().await?;
+        Ok(plan)
     }
 }

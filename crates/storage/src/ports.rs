@@ -3,10 +3,11 @@
 use async_trait::async_trait;
 use token_authority_domain::audit::AuditEvent;
 use token_authority_domain::audit_read::{AuditQuery, AuditRecord};
+use token_authority_domain::keys::withdrawal::WithdrawalPlan;
 use token_authority_domain::keys::KeyVersion;
 use token_authority_domain::ports::{
     AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
-    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey,
+    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey, WithdrawKey,
 };
 use token_authority_domain::rotation::Rotation;
 use token_authority_domain::session::Session;
@@ -98,6 +99,10 @@ impl KeyStore for Store {
 
     async fn replace_private_key(&self, kid: &str, sealed: Vec<u8>) -> StoreResult<()> {
         Ok(Store::replace_private_key(self, kid, sealed).await?)
+    }
+
+    async fn withdraw_signing_key(&self, request: WithdrawKey) -> StoreResult<WithdrawalPlan> {
+        Ok(Store::withdraw_signing_key(self, request).await?)
     }
 
     async fn secret_or_insert(

@@ -83,7 +83,7 @@ pub struct PurgeCutoffs {
     pub revoked_before: i64,
     /// Audit events that occurred before this go.
     pub audit_before: i64,
-    /// Keys retired at or before this go.
+    /// Keys retired or withdrawn at or before this go.
     pub key_retired_before: i64,
 }
 
@@ -366,8 +366,10 @@ fn condition(kind: PurgeKind, c: &PurgeCutoffs) -> Condition {
         PurgeKind::AuditEvents => {
             Condition::all().add(audit_event::Column::OccurredAt.lt(c.audit_before))
         }
-        PurgeKind::SigningKeysRetired => {
-            Condition::all().add(signing_key::Column::RetiredAt.lte(c.key_retired_before))
-        }
+        // A withdrawn key's row stays as long as a retired one's: until
+        // every token it can have signed has expired.
+        PurgeKind::SigningKeysRetired => Condition::any()
+            .add(signing_key::Column::RetiredAt.lte(c.key_retired_before))
+            .add(signing_key::Column::WithdrawnAt.lte(c.key_retired_before)),
     }
 }

@@ -123,7 +123,10 @@ impl Store {
 
     /// Tells listening replicas, when the transaction `conn` is in commits,
     /// that it revoked sessions (nothing on SQLite).
-    async fn notify_state_changed(&self, conn: &impl ConnectionTrait) -> StoreResult<()> {
+    pub(crate) async fn notify_state_changed(
+        &self,
+        conn: &impl ConnectionTrait,
+    ) -> StoreResult<()> {
         if self.backend() == Backend::Postgres {
             conn.execute_raw(Statement::from_string(
                 DbBackend::Postgres,

@@ -132,7 +132,11 @@ pub fn verify(
         return Err(Error::TokenInvalid);
     }
     let kid = header.kid.ok_or(Error::TokenInvalid)?;
-    let key = keys.get(&kid).ok_or(Error::TokenInvalid)?;
+    let key = keys.get(&kid).ok_or(if keys.is_withdrawn(&kid) {
+        Error::KeyWithdrawn
+    } else {
+        Error::TokenInvalid
+    })?;
     // The key decides the algorithm; the header must agree (no `none`, no
     // algorithm confusion).
     if header.alg != key.algorithm.as_str() {

@@ -8,6 +8,10 @@ pub enum Error {
     InvalidArgument { field: &'static str, reason: String },
     #[error("token is malformed or was not issued by this authority")]
     TokenInvalid,
+    #[error("token was signed by a withdrawn key; refresh the session for a new one")]
+    KeyWithdrawn,
+    #[error("no signing key has this id")]
+    KeyNotFound,
     #[error("token has expired")]
     TokenExpired,
     #[error("token is not valid yet")]
@@ -75,6 +79,8 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::TokenInvalid => "TOKEN_INVALID",
+            Error::KeyWithdrawn => "KEY_WITHDRAWN",
+            Error::KeyNotFound => "KEY_NOT_FOUND",
             Error::TokenExpired => "TOKEN_EXPIRED",
             Error::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
             Error::AudienceMismatch => "AUDIENCE_MISMATCH",
@@ -99,6 +105,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::TokenInvalid
+            | Error::KeyWithdrawn
             | Error::TokenExpired
             | Error::TokenNotYetValid
             | Error::TokenReused
@@ -110,7 +117,7 @@ impl Error {
             | Error::ExchangeNotPermitted(_)
             | Error::ScopeNotHeld(_) => ErrorKind::PermissionDenied,
             Error::RateLimited { .. } | Error::SessionLimit { .. } => ErrorKind::ResourceExhausted,
-            Error::SessionNotFound => ErrorKind::NotFound,
+            Error::SessionNotFound | Error::KeyNotFound => ErrorKind::NotFound,
             Error::Unavailable(_)
             | Error::StorageTimeout { .. }
             | Error::NotSynced

@@ -51,6 +51,8 @@ pub enum Catchup {
     Delta {
         revoked: Vec<(Uuid, Millis)>,
         keys_changed: bool,
+        /// Keys withdrawn since the cursor (the key set changed too).
+        withdrawn_keys: Vec<String>,
     },
 }
 
@@ -59,6 +61,8 @@ struct History {
     seq: u64,
     keys_version: u64,
     log: VecDeque<(u64, Uuid, Millis)>,
+    /// Withdrawn kids, each with the key-set version its withdrawal made.
+    withdrawn: Vec<(u64, String)>,
 }
 
 pub struct RevocationFeed {
@@ -79,6 +83,7 @@ impl Default for RevocationFeed {
                 seq: 0,
                 keys_version: 0,
                 log: VecDeque::new(),
+                withdrawn: Vec::new(),
             }),
             changed: watch::channel(0).0,
         }
@@ -114,6 +119,18 @@ impl RevocationFeed {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Records withdrawn keys: a key-set change that watchers are told of
+    /// by name, so that they refuse the kid even in a stale key set.
+    pub fn keys_withdrawn(&self, kids: &[String]) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.keys_version += 1;
+        let version = h.keys_version;
+        h.withdrawn
+            .extend(kids.iter().map(|kid| (version, kid.clone())));
+        drop(h);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Forgets history nobody needs: revocations at the front that no
     /// longer matter at `now` (a watcher that far behind gets a snapshot).
     pub fn prune(&self, now: Millis) {
@@ -145,10 +162,17 @@ impl RevocationFeed {
             .map(|(_, id, until)| (*id, *until))
             .collect();
         let keys_changed = from.keys_version != h.keys_version;
+        let withdrawn_keys = h
+            .withdrawn
+            .iter()
+            .filter(|(version, _)| *version > from.keys_version)
+            .map(|(_, kid)| kid.clone())
+            .collect();
         (
             Catchup::Delta {
                 revoked,
                 keys_changed,
+                withdrawn_keys,
             },
             now,
         )
@@ -178,6 +202,29 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_reaches_watchers_behind_it_by_name() {
+        let feed = RevocationFeed::default();
+        let (_, start) = feed.catch_up(None);
+        feed.keys_withdrawn(&["k1".into()]);
+        let (_, middle) = feed.catch_up(Some(start));
+        feed.keys_changed();
+        feed.keys_withdrawn(&["k2".into()]);
+        let withdrawn = |from| match feed.catch_up(Some(from)).0 {
+            Catchup::Delta {
+                withdrawn_keys,
+                keys_changed,
+                ..
+            } => {
+                assert!(keys_changed);
+                withdrawn_keys
+            }
+            Catchup::Snapshot => panic!("no snapshot needed"),
+        };
+        assert_eq!(withdrawn(start), ["k1", "k2"]);
+        assert_eq!(withdrawn(middle), ["k2"]);
+    }
+
+    #[test]
     fn resumes_from_a_cursor_or_starts_over() {
         let feed = RevocationFeed::default();
         let (first, _) = feed.catch_up(None);
@@ -192,7 +239,8 @@ mod tests {
             delta,
             Catchup::Delta {
                 revoked: vec![(a, 100), (b, 200)],
-                keys_changed: true
+                keys_changed: true,
+                withdrawn_keys: vec![],
             }
         );
         let (nothing, _) = feed.catch_up(Some(at));
@@ -200,7 +248,8 @@ mod tests {
             nothing,
             Catchup::Delta {
                 revoked: vec![],
-                keys_changed: false
+                keys_changed: false,
+                withdrawn_keys: vec![],
             }
         );
         // Another process's cursor, or a cursor from the future: start over.

@@ -2,6 +2,7 @@
 //! sessions revoked recently enough to matter, and a cache of tokens whose
 //! signature already checked out. The authority keeps one in step with the
 //! database; a sidecar keeps one in step with the authority.
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
@@ -23,6 +24,9 @@ pub struct Validator {
     /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
     leeway: Millis,
     keys: RwLock<Arc<VerifyingKeys>>,
+    /// Kids of withdrawn keys: never verified with again, whatever key set
+    /// arrives later (a lagging replica's snapshot may still list one).
+    withdrawn: RwLock<HashSet<String>>,
     revoked: RevokedSessions,
     verified: VerifiedTokens,
     feed: RevocationFeed,
@@ -34,6 +38,7 @@ impl Validator {
             issuer,
             leeway,
             keys: RwLock::new(Arc::new(VerifyingKeys::default())),
+            withdrawn: RwLock::new(HashSet::new()),
             revoked: RevokedSessions::default(),
             verified: VerifiedTokens::new(cache_capacity),
             feed: RevocationFeed::default(),
@@ -121,9 +126,19 @@ impl Validator {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the verifying keys. If a key went away, cached tokens it
-    /// signed must not validate any more: the cache starts over.
+    /// Replaces the verifying keys, less any withdrawn one. If a key went
+    /// away, cached tokens it signed must not validate any more: the cache
+    /// starts over.
     pub fn set_keys(&self, keys: Arc<VerifyingKeys>) {
+        let withdrawn = self.withdrawn.read().unwrap_or_else(|p| p.into_inner());
+        let keys = if withdrawn.is_empty() {
+            keys
+        } else {
+            Arc::new(VerifyingKeys::without(
+                keys.public_keys().to_vec(),
+                &withdrawn,
+            ))
+        };
         let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if !keys.contains_all_of(&current) {
             self.verified.clear();
@@ -131,9 +146,48 @@ impl Validator {
         let changed = keys.public_keys() != current.public_keys();
         *current = keys;
         drop(current);
+        drop(withdrawn);
         if changed {
             self.feed.keys_changed();
         }
+    }
+
+    /// Stops verifying with these keys at once, for good, and tells
+    /// watchers. Returns the kids that were not withdrawn already.
+    pub fn withdraw_keys(&self, kids: &[String]) -> Vec<String> {
+        let mut withdrawn = self.withdrawn.write().unwrap_or_else(|p| p.into_inner());
+        let new: Vec<String> = kids
+            .iter()
+            .filter(|kid| withdrawn.insert((*kid).clone()))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return new;
+        }
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(VerifyingKeys::without(
+            current.public_keys().to_vec(),
+            &withdrawn,
+        ));
+        // Tokens of a withdrawn key may be cached; the cache starts over.
+        self.verified.clear();
+        drop(current);
+        drop(withdrawn);
+        self.feed.keys_withdrawn(&new);
+        new
+    }
+
+    /// Every key withdrawn since this validator started, sorted.
+    pub fn withdrawn_keys(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self
+            .withdrawn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        kids.sort();
+        kids
     }
 
     /// Records revoked sessions, each relevant until the given time (after

@@ -2,6 +2,7 @@
 //! its in-memory state (keys, revocations) in step with the database.
 mod audit_reads;
 mod exchange;
+mod key_withdrawal;
 mod sessions;
 mod signing;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use crate::refresh_token::RefreshTokenCodec;
 
 pub use audit_reads::{DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE};
 pub use exchange::MAX_ACTORS;
+pub use key_withdrawal::Withdrawal;
 pub use signing::{KeyInfo, KeyStatus};
 
 /// Settings in the units the domain works in.
@@ -130,6 +132,7 @@ impl Authority {
             settings.verified_token_cache,
             settings.clock_leeway,
         ));
+        validator.withdraw_keys(&keys.withdrawn());
         validator.set_keys(keys.verifying());
         let refresh_limiter = settings
             .refresh_per_session
@@ -225,7 +228,7 @@ impl Authority {
             .map(|at| at.elapsed())
     }
 
-    async fn reload_keys_if_changed(&self) -> Result<()> {
+    pub(super) async fn reload_keys_if_changed(&self) -> Result<()> {
         let versions = self.store.signing_key_versions().await?;
         if self.current_keys().matches(&versions) {
             return Ok(());
@@ -235,6 +238,10 @@ impl Authority {
             return Ok(());
         }
         tracing::info!(keys = versions.len(), "signing keys reloaded");
+        let withdrawn = self.validator.withdraw_keys(&keys.withdrawn());
+        if !withdrawn.is_empty() {
+            tracing::warn!(kids = ?withdrawn, "signing keys withdrawn; their tokens are refused");
+        }
         self.validator.set_keys(keys.verifying());
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
         Ok(())

@@ -13,6 +13,7 @@ use crate::model::TokenPair;
 use crate::ports::AddKeyIf;
 use crate::refresh_token::RefreshToken;
 use crate::session::Session;
+use token_authority_verify::StorageError;
 
 /// The longest a new key may wait before it signs.
 const MAX_ACTIVATE_IN: Millis = 365 * 24 * 3600 * 1000;
@@ -25,6 +26,8 @@ pub enum KeyStatus {
     Active,
     /// A newer key signs; this one verifies until its tokens have expired.
     Retired,
+    /// Compromised: neither signs nor verifies.
+    Withdrawn,
 }
 
 impl KeyStatus {
@@ -33,6 +36,7 @@ impl KeyStatus {
             KeyStatus::Pending => "pending",
             KeyStatus::Active => "active",
             KeyStatus::Retired => "retired",
+            KeyStatus::Withdrawn => "withdrawn",
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct KeyInfo {
     pub retired_at: Option<Millis>,
     /// When the last token it can have signed expires (retired keys).
     pub verifies_until: Option<Millis>,
+    pub withdrawn_at: Option<Millis>,
 }
 
 impl Authority {
@@ -127,7 +132,7 @@ impl Authority {
         Ok(Some(kid))
     }
 
-    async fn key_rotated(
+    pub(super) async fn key_rotated(
         &self,
         kid: &str,
         algorithm: KeyAlgorithm,
@@ -148,7 +153,9 @@ impl Authority {
             .await?
             .into_iter()
             .map(|k| {
-                let status = if k.activates_at > now {
+                let status = if k.withdrawn_at.is_some() {
+                    KeyStatus::Withdrawn
+                } else if k.activates_at > now {
                     KeyStatus::Pending
                 } else if !active_seen {
                     active_seen = true;
@@ -159,7 +166,9 @@ impl Authority {
                 KeyInfo {
                     verifies_until: k
                         .retired_at
+                        .filter(|_| k.withdrawn_at.is_none())
                         .map(|at| at + self.settings.access_ttl + REVOCATION_MARGIN),
+                    withdrawn_at: k.withdrawn_at,
                     kid: k.kid,
                     algorithm: k.algorithm,
                     status,
@@ -214,9 +223,18 @@ impl Authority {
     /// Signs access-token claims with the key that signs at `now`.
     pub(super) fn sign_access_token(&self, claims: &AccessClaims, now: Millis) -> Result<String> {
         let keys = self.current_keys();
-        let key = keys
-            .signing_at(now)
-            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let verifying = self.validator.keys();
+        let key = match keys.signing_at(now, |kid| verifying.is_withdrawn(kid)) {
+            Some(key) => key,
+            // Withdrawn here, and the reload that brings its successor
+            // failed (the database went away): the next sync brings it.
+            None if !keys.is_empty() => {
+                return Err(Error::Unavailable(StorageError::unavailable(
+                    "the signing key was withdrawn and its successor is not loaded yet",
+                )))
+            }
+            None => return Err(Error::Internal("no signing key".into())),
+        };
         access_token::sign(key, claims)
     }
 }

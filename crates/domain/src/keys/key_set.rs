@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{PublicKey, SigningKey, VerifyingKeys};
@@ -10,6 +11,7 @@ pub struct KeyVersion {
     pub kid: String,
     pub activates_at: Millis,
     pub retired_at: Option<Millis>,
+    pub withdrawn_at: Option<Millis>,
 }
 
 pub struct SigningWindow {
@@ -19,7 +21,8 @@ pub struct SigningWindow {
 
 /// The authority's keys: which one signs at a given time, and the public
 /// halves of all of them (pending ones included, so that every replica and
-/// sidecar knows a key before any token carries it).
+/// sidecar knows a key before any token carries it). Withdrawn keys are
+/// only named: `signers` never holds one.
 pub struct KeySet {
     /// Newest activation first.
     signers: Vec<SigningWindow>,
@@ -31,6 +34,12 @@ impl KeySet {
     pub fn new(mut signers: Vec<SigningWindow>, mut versions: Vec<KeyVersion>) -> Self {
         signers.sort_by_key(|w| std::cmp::Reverse(w.activates_at));
         versions.sort_by(|a, b| a.kid.cmp(&b.kid));
+        let withdrawn: HashSet<String> = versions
+            .iter()
+            .filter(|v| v.withdrawn_at.is_some())
+            .map(|v| v.kid.clone())
+            .collect();
+        signers.retain(|w| !withdrawn.contains(&w.key.kid));
         let public = signers
             .iter()
             .map(|w| PublicKey {
@@ -41,18 +50,20 @@ impl KeySet {
             .collect();
         Self {
             signers,
-            verifying: Arc::new(VerifyingKeys::new(public)),
+            verifying: Arc::new(VerifyingKeys::without(public, &withdrawn)),
             versions,
         }
     }
 
     /// The key that signs at `now`: the one activated last. Before any key
     /// is active (a clock far behind), the earliest one.
-    pub fn signing_at(&self, now: Millis) -> Option<&SigningKey> {
-        self.signers
-            .iter()
+    /// Keys `withdrawn` meanwhile (known before this set was reloaded) are
+    /// passed over.
+    pub fn signing_at(&self, now: Millis, withdrawn: impl Fn(&str) -> bool) -> Option<&SigningKey> {
+        let usable = || self.signers.iter().filter(|w| !withdrawn(&w.key.kid));
+        usable()
             .find(|w| w.activates_at <= now)
-            .or_else(|| self.signers.last())
+            .or_else(|| usable().last())
             .map(|w| &w.key)
     }
 
@@ -65,6 +76,15 @@ impl KeySet {
         let mut sorted = versions.to_vec();
         sorted.sort_by(|a, b| a.kid.cmp(&b.kid));
         self.versions == sorted
+    }
+
+    /// The kids of withdrawn keys still stored.
+    pub fn withdrawn(&self) -> Vec<String> {
+        self.versions
+            .iter()
+            .filter(|v| v.withdrawn_at.is_some())
+            .map(|v| v.kid.clone())
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,6 +4,7 @@
 pub mod kek;
 mod key_set;
 mod sealing;
+pub mod withdrawal;
 
 pub use key_set::{KeySet, KeyVersion, SigningWindow};
 pub use sealing::{is_sealed, sealed_by, Kek, SealError};

@@ -22,10 +22,11 @@ use token_authority_verify::StorageError;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::audit_read::{AuditQuery, AuditRecord};
+use crate::keys::withdrawal::{self, KeyRow, Successor, WithdrawalPlan};
 use crate::keys::KeyVersion;
 use crate::ports::{
     AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
-    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey,
+    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey, WithdrawKey,
 };
 use crate::rotation::Rotation;
 use crate::session::Session;
@@ -382,6 +383,7 @@ impl KeyStore for MemoryStore {
                 kid: k.kid.clone(),
                 activates_at: k.activates_at,
                 retired_at: k.retired_at,
+                withdrawn_at: k.withdrawn_at,
             })
             .collect())
     }
@@ -393,7 +395,7 @@ impl KeyStore for MemoryStore {
         by: &str,
     ) -> StoreResult<Option<Millis>> {
         let mut state = self.available()?;
-        let newest = state.keys.iter().map(|k| k.activates_at).max();
+        let newest = newest_live_activation(&state.keys);
         let add = match condition {
             AddKeyIf::NoKeys => newest.is_none(),
             AddKeyIf::NewestActivatedBefore(at) => newest.is_none_or(|n| n < at),
@@ -412,11 +414,9 @@ impl KeyStore for MemoryStore {
             key.activates_at = key.activates_at.max(newest + 1);
         }
         let activates_at = key.activates_at;
-        for older in state
-            .keys
-            .iter_mut()
-            .filter(|k| k.retired_at.is_none() && k.activates_at <= activates_at)
-        {
+        for older in state.keys.iter_mut().filter(|k| {
+            k.retired_at.is_none() && k.withdrawn_at.is_none() && k.activates_at <= activates_at
+        }) {
             older.retired_at = Some(activates_at);
         }
         state.audit.push(AuditEvent {
@@ -436,7 +436,59 @@ impl KeyStore for MemoryStore {
 
     async fn newest_key_activation(&self) -> StoreResult<Option<Millis>> {
         let state = self.available()?;
-        Ok(state.keys.iter().map(|k| k.activates_at).max())
+        Ok(newest_live_activation(&state.keys))
+    }
+
+    async fn withdraw_signing_key(&self, request: WithdrawKey) -> StoreResult<WithdrawalPlan> {
+        let mut state = self.available()?;
+        let rows: Vec<KeyRow> = state
+            .keys
+            .iter()
+            .map(|k| KeyRow {
+                kid: k.kid.clone(),
+                activates_at: k.activates_at,
+                retired_at: k.retired_at,
+                withdrawn_at: k.withdrawn_at,
+            })
+            .collect();
+        let plan = withdrawal::plan(&rows, &request.kid, request.now);
+        let WithdrawalPlan::Withdraw { successor, retire } = &plan else {
+            return Ok(plan);
+        };
+        for key in state.keys.iter_mut() {
+            if key.kid == request.kid {
+                key.withdrawn_at = Some(request.now);
+                key.private_key.clear();
+            }
+            if let Some((_, at)) = retire.iter().find(|(kid, _)| *kid == key.kid) {
+                key.retired_at = Some(*at);
+            }
+            if let Some(Successor::Promoted { kid, activates_at }) = successor {
+                if *kid == key.kid {
+                    key.activates_at = *activates_at;
+                }
+            }
+        }
+        if let Some(Successor::Generated { activates_at }) = successor {
+            state.keys.push(StoredKey {
+                activates_at: *activates_at,
+                ..request.replacement.clone()
+            });
+        }
+        state.audit.push(AuditEvent {
+            at: request.now,
+            kind: AuditKind::KeyWithdrawn,
+            tenant_id: String::new(),
+            subject: request.by.clone(),
+            session_id: None,
+            detail: Some(withdrawal::audit_detail(
+                &request.kid,
+                &request.reason,
+                &plan,
+                &request.replacement.kid,
+            )),
+        });
+        Ok(plan)
     }
 
     async fn replace_private_key(&self, kid: &str, sealed: Vec<u8>) -> StoreResult<()> {
@@ -522,3 +574,10 @@ fn matches(q: &AuditQuery, r: &AuditRecord) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+fn newest_live_activation(keys: &[StoredKey]) -> Option<Millis> {
+    keys.iter()
+        .filter(|k| k.withdrawn_at.is_none())
+        .map(|k| k.activates_at)
+        .max()
+}

@@ -54,6 +54,7 @@ fn key(kid: &str, activates_at: Millis) -> StoredKey {
         created_at: NOW,
         retired_at: None,
         activates_at,
+        withdrawn_at: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Model {
     pub created_at: i64,
     pub retired_at: Option<i64>,
     pub activates_at: i64,
+    pub withdrawn_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -26,6 +27,7 @@ impl std::fmt::Debug for Model {
             .field("created_at", &self.created_at)
             .field("activates_at", &self.activates_at)
             .field("retired_at", &self.retired_at)
+            .field("withdrawn_at", &self.withdrawn_at)
             .finish_non_exhaustive()
     }
 }

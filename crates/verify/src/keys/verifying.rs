@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ring::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519};
 
@@ -49,11 +49,13 @@ impl VerifyingKey {
     }
 }
 
-/// Every key whose tokens may still be alive, by kid.
+/// Every key whose tokens may still be alive, by kid, and the kids of
+/// withdrawn keys (refused by name, never verified with).
 #[derive(Default)]
 pub struct VerifyingKeys {
     by_kid: HashMap<String, VerifyingKey>,
     public: Vec<PublicKey>,
+    withdrawn: HashSet<String>,
 }
 
 impl VerifyingKeys {
@@ -62,7 +64,27 @@ impl VerifyingKeys {
             .iter()
             .map(|k| (k.kid.clone(), VerifyingKey::new(k)))
             .collect();
-        Self { by_kid, public }
+        Self {
+            by_kid,
+            public,
+            withdrawn: HashSet::new(),
+        }
+    }
+
+    /// These keys less the `withdrawn` ones, which are then refused by name.
+    pub fn without(public: Vec<PublicKey>, withdrawn: &HashSet<String>) -> Self {
+        let kept = public
+            .into_iter()
+            .filter(|k| !withdrawn.contains(&k.kid))
+            .collect();
+        Self {
+            withdrawn: withdrawn.clone(),
+            ..Self::new(kept)
+        }
+    }
+
+    pub fn is_withdrawn(&self, kid: &str) -> bool {
+        self.withdrawn.contains(kid)
     }
 
     pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {

@@ -247,3 +247,68 @@ async fn a_replica_learns_of_a_key_another_one_rotated_by_sync() {
         .unwrap();
     assert_eq!(fx.validate(&pair.access_token).unwrap().key_id, new.kid);
 }
+
+#[tokio::test]
+async fn a_withdrawn_key_stops_here_at_once_and_on_a_replica_at_its_sync() {
+    let fx = Fixture::new().await;
+    let replica = fx.replica().await;
+    let pair = fx.issue("acme", "alice").await;
+    let kid = fx.validate(&pair.access_token).unwrap().key_id;
+    validate(&replica, &anonymous(), &pair.access_token).unwrap();
+
+    let operator = limited_to("operator", &[]);
+    let withdrawal = fx
+        .authority
+        .withdraw_signing_key(&operator, &kid, "drill")
+        .await
+        .unwrap();
+    assert!(withdrawal.successor_generated && !withdrawal.already_withdrawn);
+    let successor = withdrawal.successor.clone().unwrap();
+    assert!(matches!(
+        fx.validate(&pair.access_token),
+        Err(Error::KeyWithdrawn)
+    ));
+    // The replica still accepts it until it syncs; then never again.
+    validate(&replica, &anonymous(), &pair.access_token).unwrap();
+    replica.sync_from_store().await.unwrap();
+    assert!(matches!(
+        validate(&replica, &anonymous(), &pair.access_token),
+        Err(Error::KeyWithdrawn)
+    ));
+    let refreshed = fx.refresh(&pair.refresh_token).await.unwrap();
+    let signed_by = validate(&replica, &anonymous(), &refreshed.access_token)
+        .unwrap()
+        .key_id;
+    assert_eq!(signed_by, successor);
+
+    let keys = fx.authority.list_signing_keys().await.unwrap();
+    let statuses: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (successor.as_str(), KeyStatus::Active),
+            (kid.as_str(), KeyStatus::Withdrawn)
+        ]
+    );
+    let events = fx.store.audit_events_of_kind(AuditKind::KeyWithdrawn);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].subject, "operator");
+    assert_eq!(
+        events[0].detail,
+        Some(format!(
+            "kid {kid} withdrawn (drill); new kid {successor} signs from {T0}"
+        ))
+    );
+    let again = fx
+        .authority
+        .withdraw_signing_key(&operator, &kid, "")
+        .await
+        .unwrap();
+    assert!(again.already_withdrawn && again.successor.is_none());
+    assert!(matches!(
+        fx.authority
+            .withdraw_signing_key(&operator, "nope", "")
+            .await,
+        Err(Error::KeyNotFound)
+    ));
+}
