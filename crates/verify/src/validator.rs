@@ -259,6 +259,54 @@ mod tests {
         }
     }
 
+    /// A withdrawn key is refused by name, cached tokens included, and a
+    /// key set that still lists it (a lagging upstream) does not bring it back.
+    #[test]
+    fn a_withdrawn_key_stays_withdrawn_whatever_key_set_comes_next() {
+        let (signer, keys) = ephemeral(KeyAlgorithm::EdDsa).unwrap();
+        let public = keys.public_keys().to_vec();
+        let validator = Validator::new("iss".into(), 8, 0);
+        validator.set_keys(Arc::new(keys));
+        let now: Millis = 1_700_000_000_000;
+        let claims = AccessClaims {
+            iss: "iss".into(),
+            sub: "alice".into(),
+            aud: "api".into(),
+            exp: now / 1000 + 60,
+            iat: now / 1000,
+            nbf: now / 1000,
+            jti: "j".into(),
+            sid: Uuid::now_v7().to_string(),
+            tenant: "acme".into(),
+            scope: String::new(),
+            client_id: "c".into(),
+            act: None,
+            extra: Default::default(),
+        };
+        let token = sign(&signer, &claims).unwrap();
+        let request = ValidateRequest {
+            access_token: token,
+            ..Default::default()
+        };
+        let caller = Caller::anonymous();
+        validator.validate(&caller, &request, now).unwrap();
+        assert_eq!(validator.cached_tokens(), 1);
+        let kid = signer.kid.clone();
+        assert_eq!(validator.withdraw_keys(&[kid.clone()]), [kid.clone()]);
+        assert!(validator.withdraw_keys(&[kid.clone()]).is_empty());
+        assert!(matches!(
+            validator.validate(&caller, &request, now),
+            Err(Error::KeyWithdrawn)
+        ));
+        validator.set_keys(Arc::new(VerifyingKeys::new(public)));
+        assert!(validator.keys().public_keys().is_empty());
+        assert!(matches!(
+            validator.validate(&caller, &request, now),
+            Err(Error::KeyWithdrawn)
+        ));
+        assert_eq!(validator.withdrawn_keys(), [kid]);
+    }
+
     /// Whatever the interleaving of validations (cache hits and misses),
     /// revocations, passing time and cache evictions, the validator answers
     /// exactly what a model without a cache answers: a token is valid iff
