@@ -4,12 +4,13 @@
 //!
 //! How the old rows are made: the migrations the previous release did not
 //! have (from m20261202_000004_hot_rotation on) change indexes and storage
-//! parameters, and add one column, `sessions.client_id`, which today's code
-//! writes. So the rows are written by the authority's own write paths
+//! parameters, and add columns today's code reads and writes
+//! (`sessions.client_id`, `signing_keys.withdrawn_at`). So the rows are
+//! written by the authority's own write paths
 //! (Issue, Refresh, Revoke: the same statements, signing keys sealed under
 //! the same key-encryption key, refresh-token digests under the same
-//! secret) on a database at the previous schema plus that column, which is
-//! then dropped: what is left is the previous release's shape, and the
+//! secret) on a database at the previous schema plus those columns, which
+//! are then dropped: what is left is the previous release's shape, and the
 //! values it would have written. Plus one audit row in plain SQL with the
 //! old column list. Hand-written rows could not hold a sealed key or a
 //! token digest that today's server accepts; running the previous
@@ -212,14 +213,23 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     );
     assert!(pending.iter().any(|n| n == "m20261202_000004_hot_rotation"));
 
-    // Today's inserts name client_id; the previous release's rows have none.
-    raw.execute_unprepared("ALTER TABLE sessions ADD COLUMN client_id TEXT NOT NULL DEFAULT ''")
-        .await
-        .unwrap();
+    // Today's code names these columns; the previous release's rows have none.
+    const ADDED_SINCE: [(&str, &str); 2] = [
+        ("sessions", "client_id TEXT NOT NULL DEFAULT ''"),
+        ("signing_keys", "withdrawn_at BIGINT"),
+    ];
+    for (table, column) in ADDED_SINCE {
+        raw.execute_unprepared(&format!("ALTER TABLE {table} ADD COLUMN {column}"))
+            .await
+            .unwrap();
+    }
     let old = fill_previous_release(&config, &raw).await;
-    raw.execute_unprepared("ALTER TABLE sessions DROP COLUMN client_id")
-        .await
-        .unwrap();
+    for (table, column) in ADDED_SINCE {
+        let name = column.split_whitespace().next().unwrap_or_default();
+        raw.execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN {name}"))
+            .await
+            .unwrap();
+    }
 
     migrate_with_the_binary(&config.database.url);
     assert!(Migrator::get_pending_migrations(&raw)
