@@ -14,10 +14,12 @@ pub enum AuditKind {
     KeyRotated,
     /// An access token minted by token exchange for another audience.
     TokenExchanged,
+    /// Every sealed key and secret re-sealed under one KEK (`keys rewrap`).
+    KekRewrapped,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 9] = [
         AuditKind::Issued,
         AuditKind::Refreshed,
         AuditKind::Revoked,
@@ -26,6 +28,7 @@ impl AuditKind {
         AuditKind::AccessDenied,
         AuditKind::KeyRotated,
         AuditKind::TokenExchanged,
+        AuditKind::KekRewrapped,
     ];
 
     /// The kind stored as `name`, if this release knows it.
@@ -44,6 +47,7 @@ impl AuditKind {
             AuditKind::AccessDenied => "access_denied",
             AuditKind::KeyRotated => "key_rotated",
             AuditKind::TokenExchanged => "token_exchanged",
+            AuditKind::KekRewrapped => "kek_rewrapped",
         }
     }
 }
