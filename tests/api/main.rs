@@ -20,6 +20,7 @@ mod health;
 mod interop;
 mod introspect;
 mod jwks;
+mod kek_rotation;
 mod keys;
 mod lifecycle;
 mod limits;
