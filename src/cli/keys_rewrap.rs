@@ -107,3 +107,48 @@ pub fn describe(report: &RewrapReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ports::Resealed;
+
+    fn report(counts: &[(&str, u64)]) -> RewrapReport {
+        RewrapReport {
+            resealed: Resealed {
+                keys: 2,
+                secrets: 1,
+            },
+            target_kek_id: "new".into(),
+            sealed_counts: counts.iter().map(|(id, n)| (id.to_string(), *n)).collect(),
+            replaced_kek_ids: vec!["old".into()],
+        }
+    }
+
+    #[test]
+    fn a_replaced_kek_that_seals_nothing_may_go() {
+        let text = describe(&report(&[("new", 3)]));
+        assert!(
+            text.contains("re-sealed 2 signing keys and 1 secrets under KEK new"),
+            "{text}"
+        );
+        assert!(text.contains("KEK new seals 3 rows"), "{text}");
+        assert!(
+            text.contains("KEK old no longer seals any row: remove it from the configuration"),
+            "{text}"
+        );
+        assert!(!text.contains("still used"), "{text}");
+    }
+
+    #[test]
+    fn a_replaced_kek_still_in_use_asks_for_another_run() {
+        let text = describe(&report(&[("new", 3), ("old", 1)]));
+        assert!(
+            text.contains(
+                "KEK old still used by 1 rows (a key added during the rewrap?): run keys rewrap again"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("no longer seals"), "{text}");
+    }
+}

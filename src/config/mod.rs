@@ -621,6 +621,19 @@ mod tests {
             ("tls.cert_file and tls.key_file", |c| {
                 c.tls.cert_file = Some("server.pem".into())
             }),
+            ("keys.kek_command must not be empty", |c| {
+                c.keys.kek_command = Some(" ".into())
+            }),
+            (
+                "keys.previous_kek_file and keys.previous_kek_command",
+                |c| {
+                    c.keys.previous_kek_file = Some("old.kek".into());
+                    c.keys.previous_kek_command = Some("cat old.kek".into());
+                },
+            ),
+            ("keys.previous_kek_file is keys.kek_file", |c| {
+                c.keys.previous_kek_file = c.keys.kek_file.clone()
+            }),
             ("tls.client_ca_file needs", |c| {
                 c.tls.client_ca_file = Some("ca.pem".into())
             }),

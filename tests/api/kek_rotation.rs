@@ -129,6 +129,16 @@ async fn replicas_move_to_a_new_kek_without_downtime(backend: Backend) {
         BTreeMap::from([(old_id.clone(), 2)])
     );
 
+    // Restarting with the new KEK alone, before the rewrap, is refused.
+    let mut early = a.config.clone();
+    early.keys.kek_file = Some(new.clone());
+    let refused = App::build(early, a.clock.clone()).await;
+    let message = refused
+        .err()
+        .expect("the new KEK alone refuses to start")
+        .to_string();
+    assert!(message.contains(&old_id), "{message}");
+
     // (a) Replica A restarts with new + old; B still holds only old.
     let a = restart_with(a, &new, Some(&old)).await;
     traffic.still_works(&[&a, &b], "A holds both").await;
