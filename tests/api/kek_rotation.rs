@@ -334,6 +334,111 @@ async fn a_kek_printed_by_a_command_opens_the_keys(backend: Backend) {
     assert!(by_command.status.success(), "{}", text(&by_command.stderr));
 }
 
+/// Sessions waiting for an advisory lock (the keys lock) in this test's
+/// database.
+async fn advisory_lock_waiters(db: &sea_orm::DatabaseConnection) -> i64 {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ))
+        .await
+        .expect("pg_locks")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_key_added_while_the_rewrap_waits_for_the_keys_lock_is_rewrapped_too() {
+    use sea_orm::{
+        ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, Statement, TransactionTrait,
+    };
+    use token_authority::storage::entities::signing_key;
+    use token_authority::storage::keys::KEYS_LOCK;
+
+    let keks = tempfile::tempdir().unwrap();
+    let (old, new) = (keks.path().join("old"), keks.path().join("new"));
+    let old_id = write_kek(&old);
+    let new_id = write_kek(&new);
+    let server =
+        TestServer::start_with(Backend::Postgres, |c| c.keys.kek_file = Some(old.clone())).await;
+    let server = restart_with(server, &new, Some(&old)).await;
+
+    // A replica adding a key holds the keys lock (as add_signing_key does).
+    let db = sea_orm::Database::connect(server.config.database.url.as_str())
+        .await
+        .expect("connect");
+    let adding = db.begin().await.expect("begin");
+    adding
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT pg_advisory_xact_lock({KEYS_LOCK})"),
+        ))
+        .await
+        .expect("lock");
+
+    let (store, keys, now) = (
+        server.store.clone(),
+        server.config.keys.clone(),
+        server.authority.now(),
+    );
+    let rewrap = tokio::spawn(async move {
+        keys_rewrap::rewrap(&store, &keys, &RewrapArgs::default(), now, "test").await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while advisory_lock_waiters(&db).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rewrap never waited for the keys lock"
+        );
+        assert!(
+            !rewrap.is_finished(),
+            "the rewrap ran without the keys lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The key the replica adds is sealed under the old KEK (the database
+    // is all under it): the same key material under another kid.
+    let existing = server.store.signing_keys().await.expect("keys").remove(0);
+    let old_kek = Kek::new(
+        &STANDARD
+            .decode(std::fs::read_to_string(&old).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let pkcs8 = old_kek
+        .open(
+            &format!("signing_key/{}", existing.kid),
+            &existing.private_key,
+        )
+        .expect("opens under old");
+    let kid = "added-meanwhile";
+    signing_key::Entity::insert(signing_key::ActiveModel {
+        kid: Set(kid.into()),
+        algorithm: Set(existing.algorithm.clone()),
+        private_key: Set(old_kek.seal(&format!("signing_key/{kid}"), &pkcs8).unwrap()),
+        public_key: Set(existing.public_key.clone()),
+        created_at: Set(existing.created_at),
+        retired_at: Set(Some(existing.activates_at)),
+        activates_at: Set(existing.activates_at - 1),
+    })
+    .exec_without_returning(&adding)
+    .await
+    .expect("insert");
+    adding.commit().await.expect("commit");
+
+    let report = rewrap.await.expect("task").expect("rewrap");
+    assert_eq!((report.resealed.keys, report.resealed.secrets), (2, 1));
+    assert_eq!(report.unused(), [old_id.as_str()]);
+    assert_eq!(
+        sealed_ids(&server.store).await,
+        BTreeMap::from([(new_id, 3)])
+    );
+}
+
 crate::on_both_backends!(
     replicas_move_to_a_new_kek_without_downtime,
     a_key_rotated_before_the_first_restart_stays_openable,
