@@ -50,6 +50,9 @@ pub enum IfMissing<'a> {
 /// Loads the current KEK.
 pub async fn load(sources: &KekSources, if_missing: IfMissing<'_>) -> Result<(Kek, KekOrigin)> {
     if let Some(kek) = from_env(KEK_ENV)? {
+        if sources.command.is_some() {
+            tracing::warn!("keys.kek_command is ignored: {KEK_ENV} is set");
+        }
         return Ok((kek, KekOrigin::Environment(KEK_ENV)));
     }
     if let Some(command) = &sources.command {
@@ -82,6 +85,9 @@ pub async fn load(sources: &KekSources, if_missing: IfMissing<'_>) -> Result<(Ke
 /// Loads the previous KEK, if one is configured; never generates one.
 pub async fn load_previous(sources: &KekSources) -> Result<Option<(Kek, KekOrigin)>> {
     if let Some(kek) = from_env(PREVIOUS_KEK_ENV)? {
+        if sources.previous_command.is_some() || sources.previous_file.is_some() {
+            tracing::warn!("keys.previous_kek_command and keys.previous_kek_file are ignored: {PREVIOUS_KEK_ENV} is set");
+        }
         return Ok(Some((kek, KekOrigin::Environment(PREVIOUS_KEK_ENV))));
     }
     if let Some(command) = &sources.previous_command {
