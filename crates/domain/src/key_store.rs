@@ -45,8 +45,9 @@ pub async fn load_kek_ring(store: &dyn KeyStore, sources: &KekSources) -> Result
     if let Some((previous, _)) = &previous {
         if previous.id() == current.id() {
             tracing::warn!(kek_id = %current.id(), "the previous key-encryption key is the current one");
+        } else {
+            tracing::info!(kek_id = %previous.id(), "previous key-encryption key loaded: values sealed under it still open");
         }
-        tracing::info!(kek_id = %previous.id(), "previous key-encryption key loaded: values sealed under it still open");
     }
     let ring = KekRing::new(current, previous.map(|(kek, _)| kek));
     ring.check_holds_all(&sealed).map_err(|e| {
