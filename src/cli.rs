@@ -1,5 +1,6 @@
 //! The `token-authority` command line.
 mod audit;
+pub mod keys_rewrap;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,8 @@ pub enum Command {
         #[command(flatten)]
         listeners: Listeners,
     },
-    /// Signing keys: rotate or list (works on the database directly).
+    /// Signing keys: rotate, list, or re-seal under a new KEK (works on the
+    /// database directly).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -125,6 +127,9 @@ pub enum KeysCommand {
     },
     /// Show every key with its status and how long it verifies.
     List,
+    /// Re-seal every signing key and secret under one key-encryption key
+    /// (the configured current one, or --new-kek-*), in one transaction.
+    Rewrap(keys_rewrap::RewrapArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,7 +283,7 @@ fn config_command(
 }
 
 async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
-    let app = App::open(config, Arc::new(SystemClock)).await?;
+    let app = App::open(config.clone(), Arc::new(SystemClock)).await?;
     let operator = Caller {
         name: Arc::from(format!("cli:{}", whoami())),
         ..Caller::anonymous()
@@ -322,6 +327,10 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             print_keys(&app.authority.list_signing_keys().await?);
         }
         KeysCommand::List => print_keys(&app.authority.list_signing_keys().await?),
+        KeysCommand::Rewrap(args) => {
+            let now = app.authority.now();
+            keys_rewrap::run(&app.store, &config.keys, &args, now, &operator.name).await?
+        }
     }
     app.shutdown().await;
     Ok(())

@@ -6,7 +6,7 @@ mod settings;
 pub use process::{
     bind, build_with_retry, listen_for_shutdown, shutdown_signal, stopped_signal, BindError,
 };
-pub use settings::{connect_settings, domain_settings};
+pub use settings::{connect_settings, domain_settings, kek_sources};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use crate::access::config::AuthConfig;
-use crate::config::{Config, DatabaseConfig, SqliteSynchronous};
+use crate::config::{Config, DatabaseConfig, KeysConfig, SqliteSynchronous};
 use crate::domain::exchange_policy::{Audiences, ExchangePolicy, ExchangeRule};
+use crate::domain::keys::kek::KekSources;
 use crate::domain::rate_limit::Rate;
 use crate::domain::Settings;
 use crate::storage::ConnectSettings;
@@ -25,10 +26,20 @@ pub fn domain_settings(c: &Config) -> Settings {
         key_algorithm: c.keys.algorithm,
         key_rotation_interval: duration_millis(c.keys.rotation_interval),
         key_publish_ahead: duration_millis(c.keys.publish_ahead),
-        kek_file: c.keys.kek_file.clone(),
+        kek: kek_sources(&c.keys),
         max_sessions_per_subject: c.limits.max_sessions_per_subject,
         refresh_per_session: c.limits.refresh_per_session.map(Rate::from),
         exchange: exchange_policy(&c.auth),
+    }
+}
+
+/// Where the key-encryption keys come from.
+pub fn kek_sources(k: &KeysConfig) -> KekSources {
+    KekSources {
+        file: k.kek_file.clone(),
+        command: k.kek_command.clone(),
+        previous_file: k.previous_kek_file.clone(),
+        previous_command: k.previous_kek_command.clone(),
     }
 }
 

@@ -25,7 +25,8 @@ pub struct AuditArgs {
     #[arg(long)]
     session: Option<String>,
     /// Only events of this kind (repeatable): issued, refreshed, revoked,
-    /// reuse_detected, evicted, access_denied, key_rotated, token_exchanged.
+    /// reuse_detected, evicted, access_denied, key_rotated, token_exchanged,
+    /// kek_rewrapped.
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Events at or after: a duration ago (1h, 2d) or an RFC 3339 time.

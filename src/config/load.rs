@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::{Config, ConfigError};
 
 const ENV_PREFIX: &str = "TOKEN_AUTHORITY_";
-/// Read elsewhere, never settings: the config file's path (CLI) and the KEK
-/// (the key store).
-const ENV_NOT_SETTINGS: &[&str] = &["config", "kek"];
+/// Read elsewhere, never settings: the config file's path (CLI) and the
+/// KEKs (the key store).
+const ENV_NOT_SETTINGS: &[&str] = &["config", "kek", "previous_kek"];
 
 /// A configuration that loaded, and what was left out on the way.
 #[derive(Debug)]
@@ -160,6 +160,7 @@ mod tests {
         for quiet in [
             "config",
             "kek",
+            "previous_kek",
             "port",
             "port_50051_tcp_addr",
             "service_host",

@@ -70,9 +70,21 @@ pub struct KeysConfig {
     #[serde(with = "humantime_serde")]
     pub publish_ahead: Duration,
     /// File holding the key-encryption key (base64 of 32 bytes), used when
-    /// the `TOKEN_AUTHORITY_KEK` environment variable is not set. Generated
-    /// (mode 0600) on a first start with an empty database.
+    /// neither the `TOKEN_AUTHORITY_KEK` environment variable nor
+    /// `kek_command` is set. Generated (mode 0600) on a first start with an
+    /// empty database.
     pub kek_file: Option<PathBuf>,
+    /// Shell command (`/bin/sh -c`) that prints the key-encryption key in
+    /// base64 (e.g. from Vault or a cloud KMS); used when
+    /// `TOKEN_AUTHORITY_KEK` is not set, instead of `kek_file`. Must finish
+    /// within 10 s with status 0.
+    pub kek_command: Option<String>,
+    /// While the KEK changes: file holding the previous KEK, whose sealed
+    /// values still open (`TOKEN_AUTHORITY_PREVIOUS_KEK` wins over it).
+    /// See docs/kek-rotation.md.
+    pub previous_kek_file: Option<PathBuf>,
+    /// The same, printed by a command like `kek_command`.
+    pub previous_kek_command: Option<String>,
 }
 
 impl Default for KeysConfig {
@@ -82,7 +94,34 @@ impl Default for KeysConfig {
             rotation_interval: Duration::from_secs(30 * 24 * 3600),
             publish_ahead: Duration::from_secs(20 * 60),
             kek_file: Some(PathBuf::from("token-authority.kek")),
+            kek_command: None,
+            previous_kek_file: None,
+            previous_kek_command: None,
         }
+    }
+}
+
+impl KeysConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, command) in [
+            ("keys.kek_command", &self.kek_command),
+            ("keys.previous_kek_command", &self.previous_kek_command),
+        ] {
+            if command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                problems.push(format!("{name} must not be empty"));
+            }
+        }
+        if self.previous_kek_file.is_some() && self.previous_kek_command.is_some() {
+            problems.push(
+                "keys.previous_kek_file and keys.previous_kek_command are exclusive: set one"
+                    .to_owned(),
+            );
+        }
+        if self.previous_kek_file.is_some() && self.previous_kek_file == self.kek_file {
+            problems.push("keys.previous_kek_file is keys.kek_file".to_owned());
+        }
+        problems
     }
 }
 
@@ -498,6 +537,7 @@ impl Config {
                 humantime_serde::re::humantime::format_duration(self.http.jwks_max_age),
             ));
         }
+        problems.extend(self.keys.problems());
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             problems.push("tls.cert_file and tls.key_file go together".to_owned());
         }
@@ -580,6 +620,19 @@ mod tests {
             }),
             ("tls.cert_file and tls.key_file", |c| {
                 c.tls.cert_file = Some("server.pem".into())
+            }),
+            ("keys.kek_command must not be empty", |c| {
+                c.keys.kek_command = Some(" ".into())
+            }),
+            (
+                "keys.previous_kek_file and keys.previous_kek_command",
+                |c| {
+                    c.keys.previous_kek_file = Some("old.kek".into());
+                    c.keys.previous_kek_command = Some("cat old.kek".into());
+                },
+            ),
+            ("keys.previous_kek_file is keys.kek_file", |c| {
+                c.keys.previous_kek_file = c.keys.kek_file.clone()
             }),
             ("tls.client_ca_file needs", |c| {
                 c.tls.client_ca_file = Some("ca.pem".into())

@@ -20,6 +20,7 @@ mod health;
 mod interop;
 mod introspect;
 mod jwks;
+mod kek_rotation;
 mod key_withdrawal;
 mod keys;
 mod lifecycle;

@@ -16,10 +16,12 @@ pub enum AuditKind {
     KeyWithdrawn,
     /// An access token minted by token exchange for another audience.
     TokenExchanged,
+    /// Every sealed key and secret re-sealed under one KEK (`keys rewrap`).
+    KekRewrapped,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 10] = [
         AuditKind::Issued,
         AuditKind::Refreshed,
         AuditKind::Revoked,
@@ -29,6 +31,7 @@ impl AuditKind {
         AuditKind::KeyRotated,
         AuditKind::KeyWithdrawn,
         AuditKind::TokenExchanged,
+        AuditKind::KekRewrapped,
     ];
 
     /// The kind stored as `name`, if this release knows it.
@@ -48,6 +51,7 @@ impl AuditKind {
             AuditKind::KeyRotated => "key_rotated",
             AuditKind::KeyWithdrawn => "key_withdrawn",
             AuditKind::TokenExchanged => "token_exchanged",
+            AuditKind::KekRewrapped => "kek_rewrapped",
         }
     }
 }

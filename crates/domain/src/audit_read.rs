@@ -49,8 +49,8 @@ impl AuditRecord {
     /// The caller that acted, where the trail records one: in the detail
     /// of `issued` ("by <caller>") and `revoked` ("<reason> (by <caller>)",
     /// appended last, after the caller's own reason) and `token_exchanged`
-    /// ("…, by <caller>", last), as the subject of `key_rotated` and
-    /// `access_denied`.
+    /// ("…, by <caller>", last), as the subject of `key_rotated`,
+    /// `kek_rewrapped` and `access_denied`.
     pub fn acting_caller(&self) -> Option<&str> {
         let detail = self.detail.as_deref();
         match AuditKind::parse(&self.kind)? {
@@ -63,9 +63,10 @@ impl AuditRecord {
                 }
             }
             AuditKind::TokenExchanged => detail?.rsplit_once(", by ").map(|(_, by)| by),
-            AuditKind::KeyRotated | AuditKind::KeyWithdrawn | AuditKind::AccessDenied => {
-                Some(&self.subject)
-            }
+            AuditKind::KeyRotated
+            | AuditKind::KeyWithdrawn
+            | AuditKind::AccessDenied
+            | AuditKind::KekRewrapped => Some(&self.subject),
             _ => None,
         }
     }

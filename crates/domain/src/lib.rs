@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_read;
 mod authority;
 pub mod exchange_policy;
+pub mod kek_rewrap;
 mod key_store;
 pub mod keys;
 #[cfg(any(test, feature = "memory-store"))]

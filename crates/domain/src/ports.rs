@@ -192,6 +192,43 @@ pub enum AddKeyIf {
     Always,
 }
 
+/// A row holding a sealed value, as a rewrap sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedRow<'a> {
+    SigningKey { kid: &'a str },
+    Secret { name: &'a str },
+}
+
+/// What a rewrap does with one row's value: its replacement, or `None` to
+/// leave it. An error rolls the whole rewrap back.
+pub type Reseal<'a> =
+    dyn Fn(SealedRow<'_>, &[u8]) -> crate::error::Result<Option<Vec<u8>>> + Send + Sync + 'a;
+
+/// The `kek_rewrapped` event of a rewrap.
+#[derive(Debug, Clone, Copy)]
+pub struct RewrapAudit<'a> {
+    pub at: Millis,
+    pub by: &'a str,
+    pub target_kek_id: &'a str,
+}
+
+/// How many rows a rewrap replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    pub keys: u64,
+    pub secrets: u64,
+}
+
+impl RewrapAudit<'_> {
+    /// The event's detail, once the rows are re-sealed.
+    pub fn detail(&self, resealed: Resealed) -> String {
+        format!(
+            "re-sealed {} signing keys and {} secrets under KEK {}",
+            resealed.keys, resealed.secrets, self.target_kek_id
+        )
+    }
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Every key, newest activation first.
@@ -241,6 +278,15 @@ pub trait KeyStore: Send + Sync {
 
     /// Replaces a secret's value only if it is still `old`.
     async fn replace_secret(&self, name: &str, old: &[u8], new: Vec<u8>) -> StoreResult<()>;
+
+    /// In one transaction: passes every signing key's private half and
+    /// every secret through `reseal`, stores what it returns, and records
+    /// the `kek_rewrapped` event. No key is added meanwhile.
+    async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        audit: RewrapAudit<'_>,
+    ) -> crate::error::Result<Resealed>;
 }
 
 #[async_trait]

@@ -15,8 +15,9 @@ use super::entities::signing_key::{self, Column};
 use super::{Backend, Store, StoreResult};
 
 /// PostgreSQL advisory lock key held while adding a key ("TAkeys!!"), so
-/// that replicas starting or rotating together add one key, not several.
-const KEYS_LOCK: i64 = 0x5441_6b65_7973_2121;
+/// that replicas starting or rotating together add one key, not several
+/// (and while re-sealing every key, so that none is added meanwhile).
+pub const KEYS_LOCK: i64 = 0x5441_6b65_7973_2121;
 
 impl Store {
     /// Every key, newest activation first.

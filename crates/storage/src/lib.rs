@@ -12,6 +12,7 @@ pub mod plans;
 mod ports;
 pub mod purge;
 pub mod revocations;
+pub mod rewrap;
 pub mod secrets;
 pub mod sessions;
 

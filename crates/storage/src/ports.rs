@@ -6,8 +6,9 @@ use token_authority_domain::audit_read::{AuditQuery, AuditRecord};
 use token_authority_domain::keys::withdrawal::WithdrawalPlan;
 use token_authority_domain::keys::KeyVersion;
 use token_authority_domain::ports::{
-    AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
-    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey, WithdrawKey,
+    AddKeyIf, AuditLog, Inserted, KeyStore, Reseal, Resealed, RevocationLog, RevocationPage,
+    RevocationsFrom, RevokeOutcome, RevokeSession, RewrapAudit, SessionCap, SessionStore,
+    StoreResult, StoredKey, WithdrawKey,
 };
 use token_authority_domain::rotation::Rotation;
 use token_authority_domain::session::Session;
@@ -120,6 +121,15 @@ impl KeyStore for Store {
 
     async fn replace_secret(&self, name: &str, old: &[u8], new: Vec<u8>) -> StoreResult<()> {
         Ok(Store::replace_secret(self, name, old, new).await?)
+    }
+
+    #[tracing::instrument(name = "db.reseal_all", level = "info", skip_all)]
+    async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        audit: RewrapAudit<'_>,
+    ) -> token_authority_domain::Result<Resealed> {
+        Store::reseal_all(self, reseal, audit).await
     }
 }
 

@@ -40,8 +40,10 @@ impl Authority {
         input::optional_text("reason", reason, input::MAX_REASON)?;
         let now = self.now();
         // Only stored if no pending key can take over; cheap to make.
-        let replacement =
-            key_store::new_stored_key(&self.kek, self.settings.key_algorithm, now, now)?;
+        let kek = self
+            .within_budget(key_store::sealing_kek(&*self.store, &self.kek))
+            .await?;
+        let replacement = key_store::new_stored_key(kek, self.settings.key_algorithm, now, now)?;
         let replacement_kid = replacement.kid.clone();
         let request = WithdrawKey {
             kid: kid.to_owned(),

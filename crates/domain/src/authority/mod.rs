@@ -9,7 +9,6 @@ mod signing;
 mod tests;
 mod validation;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,8 @@ use token_authority_verify::validator::Validator;
 use crate::error::Result;
 use crate::exchange_policy::ExchangePolicy;
 use crate::key_store;
-use crate::keys::{Kek, KeyAlgorithm, KeySet};
+use crate::keys::kek::KekSources;
+use crate::keys::{KekRing, KeyAlgorithm, KeySet};
 use crate::ports::{AddKeyIf, RevocationsFrom, Storage};
 use crate::rate_limit::{KeyedLimiter, Rate};
 use crate::refresh_token::RefreshTokenCodec;
@@ -54,7 +54,8 @@ pub struct Settings {
     /// 0: no scheduled rotation.
     pub key_rotation_interval: Millis,
     pub key_publish_ahead: Millis,
-    pub kek_file: Option<PathBuf>,
+    /// Where the current and previous key-encryption keys come from.
+    pub kek: KekSources,
     /// 0: no cap.
     pub max_sessions_per_subject: u32,
     pub refresh_per_session: Option<Rate>,
@@ -81,7 +82,7 @@ pub struct Authority {
     store: Arc<dyn Storage>,
     clock: SharedClock,
     settings: Settings,
-    kek: Kek,
+    kek: KekRing,
     keys: RwLock<Arc<KeySet>>,
     validator: Arc<Validator>,
     refresh_tokens: RefreshTokenCodec,
@@ -111,7 +112,7 @@ impl Authority {
         settings: Settings,
     ) -> Result<Self> {
         let now = clock.now_millis();
-        let kek = key_store::load_kek(&*store, settings.kek_file.as_deref()).await?;
+        let kek = key_store::load_kek_ring(&*store, &settings.kek).await?;
         // Generating and sealing a key costs; a restart usually finds keys.
         if store.newest_key_activation().await?.is_none() {
             key_store::add_key(

@@ -21,6 +21,10 @@ pub enum SealError {
         "sealed under key-encryption key {sealed}, but the configured key-encryption key is {configured}"
     )]
     WrongKek { sealed: String, configured: String },
+    #[error(
+        "sealed under key-encryption key {sealed}, which is not configured (configured: {held})"
+    )]
+    UnknownKek { sealed: String, held: String },
     #[error("sealed value is corrupt or was tampered with")]
     Corrupt,
     #[error("the system random number generator failed")]

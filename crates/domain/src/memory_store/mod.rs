@@ -25,8 +25,9 @@ use crate::audit_read::{AuditQuery, AuditRecord};
 use crate::keys::withdrawal::{self, KeyRow, Successor, WithdrawalPlan};
 use crate::keys::KeyVersion;
 use crate::ports::{
-    AddKeyIf, AuditLog, Inserted, KeyStore, RevocationLog, RevocationPage, RevocationsFrom,
-    RevokeOutcome, RevokeSession, SessionCap, SessionStore, StoreResult, StoredKey, WithdrawKey,
+    AddKeyIf, AuditLog, Inserted, KeyStore, Reseal, Resealed, RevocationLog, RevocationPage,
+    RevocationsFrom, RevokeOutcome, RevokeSession, RewrapAudit, SealedRow, SessionCap,
+    SessionStore, StoreResult, StoredKey, WithdrawKey,
 };
 use crate::rotation::Rotation;
 use crate::session::Session;
@@ -524,6 +525,47 @@ impl KeyStore for MemoryStore {
             *value = new;
         }
         Ok(())
+    }
+
+    async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        audit: RewrapAudit<'_>,
+    ) -> crate::error::Result<Resealed> {
+        let mut state = self.available()?;
+        let mut keys = Vec::new();
+        for (i, key) in state.keys.iter().enumerate() {
+            if let Some(new) = reseal(SealedRow::SigningKey { kid: &key.kid }, &key.private_key)? {
+                keys.push((i, new));
+            }
+        }
+        let mut secrets = Vec::new();
+        for (name, (value, _)) in &state.secrets {
+            if let Some(new) = reseal(SealedRow::Secret { name }, value)? {
+                secrets.push((name.clone(), new));
+            }
+        }
+        let resealed = Resealed {
+            keys: keys.len() as u64,
+            secrets: secrets.len() as u64,
+        };
+        for (i, new) in keys {
+            state.keys[i].private_key = new;
+        }
+        for (name, new) in secrets {
+            if let Some((value, _)) = state.secrets.get_mut(&name) {
+                *value = new;
+            }
+        }
+        state.audit.push(AuditEvent {
+            at: audit.at,
+            kind: AuditKind::KekRewrapped,
+            tenant_id: String::new(),
+            subject: audit.by.to_owned(),
+            session_id: None,
+            detail: Some(audit.detail(resealed)),
+        });
+        Ok(resealed)
     }
 }
 

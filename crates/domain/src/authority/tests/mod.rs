@@ -52,7 +52,10 @@ fn settings(kek_file: PathBuf) -> Settings {
         key_algorithm: KeyAlgorithm::EdDsa,
         key_rotation_interval: 0,
         key_publish_ahead: PUBLISH_AHEAD,
-        kek_file: Some(kek_file),
+        kek: crate::keys::kek::KekSources {
+            file: Some(kek_file),
+            ..Default::default()
+        },
         max_sessions_per_subject: 0,
         refresh_per_session: None,
         exchange: Default::default(),
