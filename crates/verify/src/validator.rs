@@ -292,8 +292,9 @@ mod tests {
         validator.validate(&caller, &request, now).unwrap();
         assert_eq!(validator.cached_tokens(), 1);
         let kid = signer.kid.clone();
-        assert_eq!(validator.withdraw_keys(&[kid.clone()]), [kid.clone()]);
-        assert!(validator.withdraw_keys(&[kid.clone()]).is_empty());
+        let withdrawn = std::slice::from_ref(&kid);
+        assert_eq!(validator.withdraw_keys(withdrawn), withdrawn);
+        assert!(validator.withdraw_keys(withdrawn).is_empty());
         assert!(matches!(
             validator.validate(&caller, &request, now),
             Err(Error::KeyWithdrawn)
