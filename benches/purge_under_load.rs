@@ -218,6 +218,7 @@ async fn refresh_load(
                     let t = Instant::now();
                     let pair = client
                         .refresh(pb::RefreshRequest {
+                            binding: None,
                             refresh_token: token.clone(),
                             device: None,
                         })

@@ -15,6 +15,7 @@ fn code(status: tonic::Status) -> String {
 
 pub fn issue_request(subject: String) -> pb::IssueRequest {
     pb::IssueRequest {
+        binding: None,
         tenant_id: "load".into(),
         subject,
         audience: "api".into(),
@@ -41,6 +42,7 @@ pub async fn issue(client: &mut Client, subject: String) -> Result<pb::TokenPair
 pub async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, String> {
     client
         .refresh(pb::RefreshRequest {
+            binding: None,
             refresh_token: token.to_owned(),
             device: None,
         })
@@ -77,6 +79,7 @@ impl Step for Validate {
         self.next += 1;
         self.client
             .validate(pb::ValidateRequest {
+                presenter_certificate_thumbprint: String::new(),
                 access_token,
                 expected_audience: "api".into(),
                 expected_tenant_id: "load".into(),

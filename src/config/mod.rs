@@ -141,6 +141,12 @@ pub struct HttpConfig {
     /// Client certificates signed by `tls.client_ca_file` identify callers
     /// here too; they are asked for, never required (probes have none).
     pub tls: bool,
+    /// The request header in which a gateway in front passes the client
+    /// certificate of the user's TLS connection (RFC 9440 `:base64(DER):`,
+    /// e.g. `client-cert`), for certificate-bound tokens at `/authz` and
+    /// `/oauth2/introspect`. Unset: `/authz` refuses bound tokens. Only for
+    /// gateways that set (overwrite) it from their own TLS session.
+    pub client_certificate_header: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -151,6 +157,7 @@ impl Default for HttpConfig {
             jwks_max_age: Duration::from_secs(5 * 60),
             plaintext_credentials: false,
             tls: false,
+            client_certificate_header: None,
         }
     }
 }
@@ -343,6 +350,10 @@ pub struct TokenConfig {
     /// Validate remembers this many verified access tokens, so a token seen
     /// before costs a hash instead of a signature check (0 disables).
     pub verified_token_cache: usize,
+    /// Tenants whose access tokens must be certificate-bound (RFC 8705):
+    /// Issue and Refresh without a binding are refused, and Validate
+    /// refuses their bearer tokens (see docs/certificate-binding.md).
+    pub binding_required_tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -401,6 +412,7 @@ impl Default for TokenConfig {
             clock_leeway: Duration::from_secs(60),
             audit_refreshes: true,
             verified_token_cache: 50_000,
+            binding_required_tenants: Vec::new(),
         }
     }
 }

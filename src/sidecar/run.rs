@@ -66,7 +66,8 @@ pub async fn run(
         config.tokens.clock_leeway,
         config.sidecar.max_staleness,
         Arc::new(SystemClock),
-    ));
+    )
+    .with_binding_required(config.tokens.binding_required_tenants.clone()));
     let (listener, http) = bind(listen, config.http.listen).await?;
     tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
     let served = serve(

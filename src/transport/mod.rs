@@ -7,6 +7,7 @@ mod codec_status;
 mod connections;
 mod convert;
 mod envoy_authz;
+mod presenter_certificate;
 pub mod health;
 pub mod http;
 mod rpc_telemetry;

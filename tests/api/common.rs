@@ -331,6 +331,7 @@ pub async fn refresh_with(
 ) -> Result<pb::TokenPair, Status> {
     client
         .refresh(pb::RefreshRequest {
+            binding: None,
             refresh_token: refresh_token.to_owned(),
             device: None,
         })
@@ -427,6 +428,7 @@ pub fn with_bearer<T>(message: T, key: &str) -> tonic::Request<T> {
 
 pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
     pb::IssueRequest {
+        binding: None,
         tenant_id: tenant.into(),
         subject: subject.into(),
         audience: "api".into(),

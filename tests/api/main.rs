@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod access;
 mod audit_log;
+mod binding;
 mod bad_input;
 mod claims;
 mod common;

@@ -28,6 +28,7 @@ use super::form::Form;
 use super::oauth_error::{no_store_json, OAuthError};
 use super::{HttpState, Peer};
 use crate::access::Permission;
+use crate::transport::presenter_certificate;
 use crate::verify::access_token::AccessClaims;
 use crate::verify::model::ValidateRequest;
 use crate::verify::ErrorKind;
@@ -62,8 +63,17 @@ fn answer(
             peer,
         )
         .map_err(oauth_refusal)?;
+    let presenter = presenter_certificate::from_header(
+        headers,
+        state.settings.client_certificate_header.as_ref(),
+    )
+    .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    // Without a presenter's certificate the caller compares the token's
+    // `cnf` with it (RFC 8705 §3.2); with one, a mismatch is inactive.
     let request = ValidateRequest {
         access_token: form.required("token")?.to_owned(),
+        presenter_certificate_thumbprint: presenter.unwrap_or_default(),
+        binding_checked_by_caller: true,
         ..Default::default()
     };
     match state.backend.validation.validate(&caller, &request) {
@@ -112,6 +122,9 @@ fn active(c: &AccessClaims) -> Value {
     }
     if let Some(act) = &c.act {
         answer["act"] = json!(act);
+    }
+    if let Some(cnf) = &c.cnf {
+        answer["cnf"] = json!(cnf);
     }
     answer
 }

@@ -1,6 +1,7 @@
 //! The token authority: issues, rotates, revokes and validates, and keeps
 //! its in-memory state (keys, revocations) in step with the database.
 mod audit_reads;
+mod binding;
 mod exchange;
 mod sessions;
 mod signing;
@@ -58,6 +59,9 @@ pub struct Settings {
     pub refresh_per_session: Option<Rate>,
     /// Which callers may exchange tokens for which audiences.
     pub exchange: ExchangePolicy,
+    /// Tenants whose tokens must be certificate-bound: Issue and Refresh
+    /// refuse without a binding, Validate refuses bearer tokens.
+    pub binding_required_tenants: Vec<String>,
 }
 
 /// Slack on top of token lifetimes, for what happens between replicas' state
@@ -129,7 +133,9 @@ impl Authority {
             settings.issuer.clone(),
             settings.verified_token_cache,
             settings.clock_leeway,
-        ));
+            )
+            .with_binding_required(settings.binding_required_tenants.iter().cloned()),
+        );
         validator.set_keys(keys.verifying());
         let refresh_limiter = settings
             .refresh_per_session

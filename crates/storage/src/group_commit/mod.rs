@@ -66,6 +66,9 @@ pub(crate) struct RotateJob {
     pub device_name: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    pub presenter: Option<String>,
+    pub requested_binding: Option<String>,
+    pub binding_required: Vec<String>,
     pub audit: bool,
     reply: oneshot::Sender<StoreResult<Option<Session>>>,
 }
@@ -88,6 +91,9 @@ impl RotateJob {
             device_name: r.device_name.map(str::to_owned),
             user_agent: r.user_agent.map(str::to_owned),
             ip: r.ip.map(str::to_owned),
+            presenter: r.presenter.map(str::to_owned),
+            requested_binding: r.requested_binding.map(str::to_owned),
+            binding_required: r.binding_required.to_vec(),
             audit,
             reply,
         };
@@ -106,6 +112,9 @@ impl RotateJob {
             device_name: self.device_name.as_deref(),
             user_agent: self.user_agent.as_deref(),
             ip: self.ip.as_deref(),
+            presenter: self.presenter.as_deref(),
+            requested_binding: self.requested_binding.as_deref(),
+            binding_required: &self.binding_required,
         }
     }
 }

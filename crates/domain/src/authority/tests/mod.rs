@@ -56,6 +56,7 @@ fn settings(kek_file: PathBuf) -> Settings {
         max_sessions_per_subject: 0,
         refresh_per_session: None,
         exchange: Default::default(),
+        binding_required_tenants: Vec::new(),
     }
 }
 
@@ -73,6 +74,7 @@ fn limited_to(name: &str, tenants: &[&str]) -> Caller {
                 .map(|t| t.to_string())
                 .collect::<BTreeSet<_>>(),
         )),
+        certificate_thumbprint: None,
     }
 }
 
@@ -152,6 +154,7 @@ impl Fixture {
                         ip: "192.0.2.1".into(),
                     },
                     extra_claims: Map::new(),
+                    binding: None,
                 },
             )
             .await
@@ -168,6 +171,7 @@ impl Fixture {
                 RefreshRequest {
                     refresh_token: refresh_token.into(),
                     device: Device::default(),
+                    binding: None,
                 },
             )
             .await
@@ -242,7 +246,7 @@ fn validate(authority: &Authority, caller: &Caller, access_token: &str) -> Resul
         &ValidateRequest {
             access_token: access_token.into(),
             expected_audience: "api".into(),
-            expected_tenant_id: String::new(),
+            ..Default::default()
         },
     )
 }
