@@ -128,9 +128,7 @@ impl Authorization for ExtAuthz {
             None | Some("") => None,
             Some(pem) => match from_url_encoded_pem("source.certificate", pem) {
                 Ok(thumbprint) => Some(thumbprint),
-                Err(e) => {
-                    return Ok(Response::new(denied(bearer_check::deny(&e, &self.realm))))
-                }
+                Err(e) => return Ok(Response::new(denied(bearer_check::deny(&e, &self.realm)))),
             },
         };
         let context = &attributes.context_extensions;

@@ -2,9 +2,9 @@
 //! x5t#S256 thumbprint (RFC 8705): Envoy's `source.certificate` (URL-encoded
 //! PEM) or an RFC 9440 `Client-Cert` header (`:base64(DER):`). Only the
 //! gateway's word: it must set these from its own TLS session.
+use axum::http::{HeaderMap, HeaderName};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use axum::http::{HeaderMap, HeaderName};
 use percent_encoding::percent_decode_str;
 
 use crate::verify::binding::thumbprint_of_der;
@@ -30,7 +30,10 @@ pub fn from_url_encoded_pem(field: &'static str, value: &str) -> Result<String, 
 /// NGINX's `$ssl_client_escaped_cert` gives it. Empty: no certificate
 /// (NGINX sends that for a client without one). Sent more than once or
 /// malformed: refused.
-pub fn from_header(headers: &HeaderMap, name: Option<&HeaderName>) -> Result<Option<String>, Error> {
+pub fn from_header(
+    headers: &HeaderMap,
+    name: Option<&HeaderName>,
+) -> Result<Option<String>, Error> {
     const FIELD: &str = "client certificate header";
     let Some(name) = name else {
         return Ok(None);

@@ -204,7 +204,11 @@ async fn bound_tokens_validate_only_for_their_certificate(backend: Backend) {
         .expect("tokens");
     assert_eq!(cnf_of(&once.access_token), Some(other.thumbprint()));
     let next = server.refresh(&once.refresh_token).await.expect("refresh");
-    assert_eq!(cnf_of(&next.access_token), None, "the session stays unbound");
+    assert_eq!(
+        cnf_of(&next.access_token),
+        None,
+        "the session stays unbound"
+    );
 }
 
 async fn binding_requests_are_checked(backend: Backend) {
@@ -274,7 +278,10 @@ async fn envoy_check_compares_the_peer_certificate(backend: Backend) {
             check_request(&[("authorization", &authorization)], &[("audience", "api")]);
         if let Some(certificate) = certificate {
             let attributes = request.attributes.as_mut().expect("attributes");
-            attributes.source.get_or_insert_with(Default::default).certificate = certificate;
+            attributes
+                .source
+                .get_or_insert_with(Default::default)
+                .certificate = certificate;
         }
         let mut client = server.authz_client();
         async move { client.check(request).await.expect("Check").into_inner() }
@@ -300,7 +307,10 @@ async fn envoy_check_compares_the_peer_certificate(backend: Backend) {
         );
     }
     let response = check(Some("not%20a%20certificate".into())).await;
-    assert!(challenge(&response).contains("invalid_request"), "{response:?}");
+    assert!(
+        challenge(&response).contains("invalid_request"),
+        "{response:?}"
+    );
     let response = check(Some(mine.url_encoded_pem())).await;
     assert!(
         matches!(
@@ -333,11 +343,7 @@ fn certificate_caller(name: &str, identity: &str) -> CallerConfig {
 
 /// A server speaking TLS with `ca`'s certificate for 127.0.0.1, taking
 /// client certificates of `ca`, with `callers`.
-async fn start_tls(
-    backend: Backend,
-    ca: &Ca,
-    callers: Vec<CallerConfig>,
-) -> (TestServer, TempDir) {
+async fn start_tls(backend: Backend, ca: &Ca, callers: Vec<CallerConfig>) -> (TestServer, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server_cert = cert(
         ca,
@@ -431,7 +437,12 @@ async fn a_bound_refresh_token_rotates_only_for_its_certificate(backend: Backend
 
     let refused = refresh_over(&mut thief, None, &first.refresh_token).await;
     assert_error(refused, Code::Unauthenticated, "TOKEN_BINDING_MISMATCH");
-    let refused = refresh_over(&mut without_certificate, Some(&keyed.key), &first.refresh_token).await;
+    let refused = refresh_over(
+        &mut without_certificate,
+        Some(&keyed.key),
+        &first.refresh_token,
+    )
+    .await;
     assert_error(refused, Code::Unauthenticated, "TOKEN_BINDING_MISMATCH");
 
     // The refused attempts neither rotated the session nor counted as a
@@ -488,7 +499,8 @@ async fn introspection_shows_cnf_and_authz_needs_the_header(backend: Backend) {
         let form = form.clone();
         let http = server.http_addr;
         async move {
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             http_post_form(http, "/oauth2/introspect", &headers, &form)
                 .await
                 .json()
@@ -575,7 +587,10 @@ async fn tenants_may_require_bound_tokens(backend: Backend) {
     validate_presented(&mut client, &bound.access_token, &thumbprint)
         .await
         .expect("bound token");
-    server.refresh(&bound.refresh_token).await.expect("a bound session refreshes");
+    server
+        .refresh(&bound.refresh_token)
+        .await
+        .expect("a bound session refreshes");
 
     // A bearer token and session from before the policy.
     assert_error(

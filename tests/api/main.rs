@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod access;
 mod audit_log;
-mod binding;
 mod bad_input;
+mod binding;
 mod claims;
 mod common;
 mod config_cli;

@@ -335,10 +335,16 @@ mod tests {
         assert!(r(Some("mine"), None).applies_to(&s));
         assert!(r(Some("mine"), Some("mine")).applies_to(&s));
         assert!(!r(None, None).applies_to(&s), "no certificate");
-        assert!(!r(Some("other"), None).applies_to(&s), "another certificate");
+        assert!(
+            !r(Some("other"), None).applies_to(&s),
+            "another certificate"
+        );
         assert!(!r(Some("mine"), Some("other")).applies_to(&s), "rebinding");
         s.refresh_thumbprint = None;
-        assert!(r(None, None).applies_to(&s), "only the access token is bound");
+        assert!(
+            r(None, None).applies_to(&s),
+            "only the access token is bound"
+        );
         assert!(!r(None, Some("other")).applies_to(&s));
         let required = ["t".to_owned()];
         let mut unbound = session();

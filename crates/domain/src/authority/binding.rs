@@ -65,7 +65,11 @@ impl Authority {
     }
 
     /// `TOKEN_BINDING_REQUIRED` for an unbound Issue of such a tenant.
-    pub(super) fn check_binding_policy(&self, tenant: &str, binding: Option<&Binding>) -> Result<()> {
+    pub(super) fn check_binding_policy(
+        &self,
+        tenant: &str,
+        binding: Option<&Binding>,
+    ) -> Result<()> {
         if binding.is_none() && self.binding_required_tenants().iter().any(|t| t == tenant) {
             return Err(Error::BindingRequired);
         }

@@ -129,10 +129,11 @@ impl Authority {
         }
         let keys = key_store::load_key_set(&*store, &kek).await?;
         let secret = key_store::refresh_secret(&*store, &kek, now).await?;
-        let validator = Arc::new(Validator::new(
-            settings.issuer.clone(),
-            settings.verified_token_cache,
-            settings.clock_leeway,
+        let validator = Arc::new(
+            Validator::new(
+                settings.issuer.clone(),
+                settings.verified_token_cache,
+                settings.clock_leeway,
             )
             .with_binding_required(settings.binding_required_tenants.iter().cloned()),
         );

@@ -142,11 +142,11 @@ fn bind_batch<'q>(
     let mut required_ord = Vec::new();
     let mut required_tenant = Vec::new();
     for (ord, job) in (0i32..).zip(jobs) {
-        for tenant in job.tenants.iter().flatten() {
+        for tenant in job.tenants.as_deref().into_iter().flatten() {
             allowed_ord.push(ord);
             allowed_tenant.push(tenant.as_str());
         }
-        for tenant in &job.binding_required {
+        for tenant in job.binding_required() {
             required_ord.push(ord);
             required_tenant.push(tenant.as_str());
         }
@@ -179,8 +179,8 @@ fn bind_batch<'q>(
         .bind(jobs.iter().map(|j| j.tenants.is_some()).collect::<Vec<_>>())
         .bind(allowed_ord)
         .bind(allowed_tenant)
-        .bind(column(|j| j.presenter.as_deref()))
-        .bind(column(|j| j.requested_binding.as_deref()))
+        .bind(column(RotateJob::presenter))
+        .bind(column(RotateJob::requested_binding))
         .bind(required_ord)
         .bind(required_tenant)
 }
