@@ -341,8 +341,8 @@ fn certificate_caller(name: &str, identity: &str) -> CallerConfig {
     }
 }
 
-/// A server speaking TLS with `ca`'s certificate for 127.0.0.1, taking
-/// client certificates of `ca`, with `callers`.
+/// A server speaking TLS (gRPC and HTTP) with `ca`'s certificate for
+/// 127.0.0.1, taking client certificates of `ca`, with `callers`.
 async fn start_tls(backend: Backend, ca: &Ca, callers: Vec<CallerConfig>) -> (TestServer, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server_cert = cert(
@@ -365,6 +365,7 @@ async fn start_tls(backend: Backend, ca: &Ca, callers: Vec<CallerConfig>) -> (Te
         config.tls.key_file = Some(key_file);
         config.tls.client_ca_file = Some(ca_file);
         config.tls.client_auth = ClientAuth::Optional;
+        config.http.tls = true;
         config.auth.callers = callers;
     })
     .await;
@@ -620,7 +621,83 @@ async fn tenants_may_require_bound_tokens(backend: Backend) {
         .expect("bound now");
 }
 
+/// `POST /oauth2/token` over HTTPS with curl, presenting `cert`: status and
+/// body.
+async fn token_endpoint(
+    server: &TestServer,
+    dir: &TempDir,
+    cert: &Cert,
+    form: &str,
+) -> (u16, String) {
+    let (cert_file, key_file) = (dir.path().join("curl.pem"), dir.path().join("curl.key"));
+    std::fs::write(&cert_file, &cert.pem).expect("write");
+    std::fs::write(&key_file, &cert.key).expect("write");
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(dir.path().join("client-ca.pem"))
+        .arg("--cert")
+        .arg(cert_file)
+        .arg("--key")
+        .arg(key_file)
+        .args(["--data", form])
+        .arg(format!(
+            "https://127.0.0.1:{}/oauth2/token",
+            server.http_addr.port()
+        ))
+        .output()
+        .await
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+async fn the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate(backend: Backend) {
+    let ca = new_ca();
+    let callers = vec![
+        certificate_caller("login", LOGIN_ID),
+        certificate_caller("thief", THIEF_ID),
+    ];
+    let (server, dir) = start_tls(backend, &ca, callers).await;
+    let (login_cert, thief_cert) = (client_cert(&ca, LOGIN_ID), client_cert(&ca, THIEF_ID));
+    let mut login = tls_client(server.addr, &ca, Some(&login_cert)).await;
+    let binding = pb::TokenBinding {
+        bind_to_caller_certificate: true,
+        bind_refresh_token: true,
+        ..Default::default()
+    };
+    let pair = login
+        .issue(issue_bound("acme", binding))
+        .await
+        .expect("issue")
+        .into_inner()
+        .tokens
+        .expect("tokens");
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        pair.refresh_token
+    );
+
+    let (status, body) = token_endpoint(&server, &dir, &thief_cert, &form).await;
+    assert_eq!(status, 400, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["error"], "invalid_grant", "{answer}");
+    assert!(
+        answer["error_description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("TOKEN_BINDING_MISMATCH")),
+        "{answer}"
+    );
+    let (status, body) = token_endpoint(&server, &dir, &login_cert, &form).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let access_token = answer["access_token"].as_str().expect("access_token");
+    assert_eq!(cnf_of(access_token), Some(login_cert.thumbprint()));
+}
+
 crate::on_both_backends!(
+    the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate,
     bound_tokens_validate_only_for_their_certificate,
     binding_requests_are_checked,
     envoy_check_compares_the_peer_certificate,
