@@ -4,12 +4,13 @@
 //!
 //! How the old rows are made: the migrations the previous release did not
 //! have (from m20261202_000004_hot_rotation on) change indexes and storage
-//! parameters, and add one column, `sessions.client_id`, which today's code
-//! writes. So the rows are written by the authority's own write paths
-//! (Issue, Refresh, Revoke: the same statements, signing keys sealed under
-//! the same key-encryption key, refresh-token digests under the same
-//! secret) on a database at the previous schema plus that column, which is
-//! then dropped: what is left is the previous release's shape, and the
+//! parameters, and add columns today's code writes or reads:
+//! `sessions.client_id`, and the binding's `cnf_x5t_s256` and
+//! `refresh_x5t_s256`. So the rows are written by the authority's own write
+//! paths (Issue, Refresh, Revoke: the same statements, signing keys sealed
+//! under the same key-encryption key, refresh-token digests under the same
+//! secret) on a database at the previous schema plus those columns, which
+//! are then dropped: what is left is the previous release's shape, and the
 //! values it would have written. Plus one audit row in plain SQL with the
 //! old column list. Hand-written rows could not hold a sealed key or a
 //! token digest that today's server accepts; running the previous
@@ -212,14 +213,26 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     );
     assert!(pending.iter().any(|n| n == "m20261202_000004_hot_rotation"));
 
-    // Today's inserts name client_id; the previous release's rows have none.
-    raw.execute_unprepared("ALTER TABLE sessions ADD COLUMN client_id TEXT NOT NULL DEFAULT ''")
+    // Today's inserts name client_id and the binding columns; the previous
+    // release's rows have none.
+    const ADDED: [(&str, &str); 3] = [
+        ("client_id", "TEXT NOT NULL DEFAULT ''"),
+        ("cnf_x5t_s256", "TEXT NULL"),
+        ("refresh_x5t_s256", "TEXT NULL"),
+    ];
+    for (column, definition) in ADDED {
+        raw.execute_unprepared(&format!(
+            "ALTER TABLE sessions ADD COLUMN {column} {definition}"
+        ))
         .await
         .unwrap();
+    }
     let old = fill_previous_release(&config, &raw).await;
-    raw.execute_unprepared("ALTER TABLE sessions DROP COLUMN client_id")
-        .await
-        .unwrap();
+    for (column, _) in ADDED {
+        raw.execute_unprepared(&format!("ALTER TABLE sessions DROP COLUMN {column}"))
+            .await
+            .unwrap();
+    }
 
     migrate_with_the_binary(&config.database.url);
     assert!(Migrator::get_pending_migrations(&raw)
@@ -273,6 +286,12 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     assert_eq!(alice[0].session_id, old.live.session_id);
     assert_eq!(alice[0].refresh_count, 2);
     assert_eq!(alice[0].client_id, "");
+    // Sessions from before the binding columns are bearer sessions.
+    assert_eq!(alice[0].certificate_thumbprint, "");
+    assert!(!alice[0].refresh_token_bound);
+    assert!(access_token_payload(&renewed.access_token)
+        .get("cnf")
+        .is_none());
     assert!(server.list("acme", "bob").await.is_empty());
     assert_eq!(server.list("globex", "gina").await.len(), 1);
 
