@@ -19,7 +19,7 @@ use tonic::{Code, Status};
 
 use crate::common::*;
 use crate::ext_authz::check_request;
-use token_authority::access::config::CallerConfig;
+use token_authority::access::config::{CallerConfig, ExchangeConfig};
 use token_authority::access::Permission;
 use token_authority::config::tls::ClientAuth;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
@@ -334,10 +334,14 @@ fn certificate_caller(name: &str, identity: &str) -> CallerConfig {
             Permission::Issue,
             Permission::Refresh,
             Permission::ListSessions,
+            Permission::Exchange,
         ],
         tenants: vec!["*".into()],
         rate: None,
-        exchange: None,
+        exchange: Some(ExchangeConfig {
+            subject_audiences: vec!["api".into()],
+            target_audiences: vec!["billing".into()],
+        }),
     }
 }
 
@@ -696,7 +700,52 @@ async fn the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate(b
     assert_eq!(cnf_of(access_token), Some(login_cert.thumbprint()));
 }
 
+async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
+    let ca = new_ca();
+    let callers = vec![
+        certificate_caller("login", LOGIN_ID),
+        certificate_caller("thief", THIEF_ID),
+    ];
+    let (server, _dir) = start_tls(backend, &ca, callers).await;
+    let login_cert = client_cert(&ca, LOGIN_ID);
+    let mut login = tls_client(server.addr, &ca, Some(&login_cert)).await;
+    let mut thief = tls_client(server.addr, &ca, Some(&client_cert(&ca, THIEF_ID))).await;
+    let binding = pb::TokenBinding {
+        bind_to_caller_certificate: true,
+        ..Default::default()
+    };
+    let pair = login
+        .issue(issue_bound("acme", binding))
+        .await
+        .expect("issue")
+        .into_inner()
+        .tokens
+        .expect("tokens");
+    let exchange = |client: &mut Client| {
+        let request = pb::ExchangeRequest {
+            subject_token: pair.access_token.clone(),
+            audience: "billing".into(),
+            ..Default::default()
+        };
+        let mut client = client.clone();
+        async move { client.exchange(request).await.map(|r| r.into_inner()) }
+    };
+    // Otherwise a stolen bound token would buy an unbound one.
+    assert_error(
+        exchange(&mut thief).await,
+        Code::Unauthenticated,
+        "TOKEN_BINDING_MISMATCH",
+    );
+    let exchanged = exchange(&mut login).await.expect("the holder exchanges");
+    assert_eq!(
+        cnf_of(&exchanged.access_token),
+        Some(login_cert.thumbprint()),
+        "the new token keeps the binding"
+    );
+}
+
 crate::on_both_backends!(
+    exchange_needs_the_subject_tokens_certificate,
     the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate,
     bound_tokens_validate_only_for_their_certificate,
     binding_requests_are_checked,

@@ -10,6 +10,11 @@
 //! knows them): they, and anything else that is not an access JWT, are
 //! inactive too.
 //!
+//! A certificate-bound token is active with its `cnf` (RFC 8705 §3.2): the
+//! caller compares it with the certificate it saw, unless a trusted
+//! gateway sent the presenter's in `http.client_certificate_header`, which
+//! is then compared here.
+//!
 //! A validator without a key set or revocation state yet answers 503
 //! `temporarily_unavailable`, not `active:false`: a gateway takes
 //! `active:false` as "this token is bad" and sends the user to log in
