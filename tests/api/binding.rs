@@ -254,6 +254,17 @@ async fn binding_requests_are_checked(backend: Backend) {
         })
         .await;
     assert_invalid(refresh_bound, "binding.bind_refresh_token");
+    let mut claiming_cnf = issue_request("acme", "alice");
+    claiming_cnf.extra_claims = Some(prost_types::Struct {
+        fields: [(
+            "cnf".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("forged".into())),
+            },
+        )]
+        .into(),
+    });
+    assert_invalid(client.issue(claiming_cnf).await, "extra_claims");
     assert_eq!(server.session_rows().await, 1, "nothing issued");
 }
 
@@ -541,9 +552,12 @@ async fn introspection_shows_cnf_and_authz_needs_the_header(backend: Backend) {
             "{challenge}"
         );
     }
-    let response = authz(Some(mine.rfc9440())).await;
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.header("x-auth-subject"), Some("alice"));
+    // RFC 9440, or URL-encoded PEM as NGINX's $ssl_client_escaped_cert.
+    for certificate in [mine.rfc9440(), mine.url_encoded_pem()] {
+        let response = authz(Some(certificate)).await;
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(response.header("x-auth-subject"), Some("alice"));
+    }
 
     // Without the setting no header is believed: bound tokens are refused.
     let plain = TestServer::start(backend).await;
