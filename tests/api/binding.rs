@@ -758,7 +758,96 @@ async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
     );
 }
 
+/// A validation sidecar checks `cnf` from memory, and enforces the tenant
+/// policy of its own configuration.
+async fn a_sidecar_checks_bindings_and_its_own_policy(backend: Backend) {
+    use std::sync::Arc;
+    use token_authority::config::Config;
+    use token_authority::sidecar::{Sidecar, Upstream};
+    use token_authority::telemetry::Telemetry;
+
+    let authority = TestServer::start(backend).await;
+    let thumbprint = thumbprint_of_der(b"a certificate");
+    let bound = authority
+        .client()
+        .issue(issue_bound("globex", bound_to(&thumbprint)))
+        .await
+        .expect("issue")
+        .into_inner()
+        .tokens
+        .expect("tokens");
+    let bearer = authority.issue("acme", "alice").await;
+
+    let mut config = Config::default();
+    config.sidecar.upstream = Some(format!("http://{}", authority.addr));
+    config.tokens.binding_required_tenants = vec!["acme".into()];
+    let sidecar = Arc::new(
+        Sidecar::new(
+            config.tokens.issuer.clone(),
+            config.tokens.verified_token_cache,
+            config.tokens.clock_leeway,
+            config.sidecar.max_staleness,
+            authority.clock.clone(),
+        )
+        .with_binding_required(config.tokens.binding_required_tenants.clone()),
+    );
+    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let telemetry = Telemetry::new(&config.telemetry).unwrap();
+        token_authority::sidecar::serve(
+            sidecar,
+            upstream,
+            &config,
+            &telemetry,
+            listener,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .expect("sidecar runs");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = TokenAuthorityClient::new(channel);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let claims = loop {
+        match validate_presented(&mut client, &bound.access_token, &thumbprint).await {
+            Ok(claims) => break claims,
+            Err(e) if e.code() == Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the sidecar does not validate: {e:?}"),
+        }
+    };
+    assert_eq!(claims.certificate_thumbprint, thumbprint);
+    assert_error(
+        validate_presented(&mut client, &bound.access_token, "").await,
+        Code::Unauthenticated,
+        "TOKEN_BINDING_MISMATCH",
+    );
+    assert_error(
+        validate_presented(&mut client, &bearer.access_token, "").await,
+        Code::Unauthenticated,
+        "TOKEN_BINDING_REQUIRED",
+    );
+    // The authority has no such policy: the same token is fine there.
+    authority
+        .validate(&bearer.access_token)
+        .await
+        .expect("no policy at the authority");
+    let _ = stop.send(());
+}
+
 crate::on_both_backends!(
+    a_sidecar_checks_bindings_and_its_own_policy,
     exchange_needs_the_subject_tokens_certificate,
     the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate,
     bound_tokens_validate_only_for_their_certificate,
