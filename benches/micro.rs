@@ -118,11 +118,10 @@ fn validate(c: &mut Criterion) {
     for (name, cache) in [("validate/cache_hit", 50_000), ("validate/no_cache", 0)] {
         let (authority, token, _dir) = authority(cache);
         let request = ValidateRequest {
-            presenter_certificate_thumbprint: String::new(),
-            binding_checked_by_caller: false,
             access_token: token,
             expected_audience: "api".into(),
             expected_tenant_id: "acme".into(),
+            ..Default::default()
         };
         let caller = Caller::anonymous();
         c.bench_function(name, |b| {

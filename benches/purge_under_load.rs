@@ -218,9 +218,9 @@ async fn refresh_load(
                     let t = Instant::now();
                     let pair = client
                         .refresh(pb::RefreshRequest {
-                            binding: None,
                             refresh_token: token.clone(),
                             device: None,
+                            binding: None,
                         })
                         .await
                         .expect("refresh")

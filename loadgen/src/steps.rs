@@ -15,7 +15,6 @@ fn code(status: tonic::Status) -> String {
 
 pub fn issue_request(subject: String) -> pb::IssueRequest {
     pb::IssueRequest {
-        binding: None,
         tenant_id: "load".into(),
         subject,
         audience: "api".into(),
@@ -26,6 +25,7 @@ pub fn issue_request(subject: String) -> pb::IssueRequest {
             ip: "127.0.0.1".into(),
         }),
         extra_claims: None,
+        binding: None,
     }
 }
 
@@ -42,9 +42,9 @@ pub async fn issue(client: &mut Client, subject: String) -> Result<pb::TokenPair
 pub async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, String> {
     client
         .refresh(pb::RefreshRequest {
-            binding: None,
             refresh_token: token.to_owned(),
             device: None,
+            binding: None,
         })
         .await
         .map_err(code)?
@@ -79,10 +79,10 @@ impl Step for Validate {
         self.next += 1;
         self.client
             .validate(pb::ValidateRequest {
-                presenter_certificate_thumbprint: String::new(),
                 access_token,
                 expected_audience: "api".into(),
                 expected_tenant_id: "load".into(),
+                presenter_certificate_thumbprint: String::new(),
             })
             .await
             .map(|_| ())

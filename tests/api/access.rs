@@ -130,9 +130,9 @@ async fn call(server: &TestServer, rpc: Rpc, authorization: Option<&str>) -> Res
         Rpc::Refresh => client
             .refresh(authorized(
                 pb::RefreshRequest {
-                    binding: None,
                     refresh_token: "rt1_not-a-refresh-token".into(),
                     device: None,
+                    binding: None,
                 },
                 auth,
             ))
@@ -447,9 +447,9 @@ fn validate_request(access_token: &str) -> pb::ValidateRequest {
 
 fn refresh_request(refresh_token: &str) -> pb::RefreshRequest {
     pb::RefreshRequest {
-        binding: None,
         refresh_token: refresh_token.into(),
         device: None,
+        binding: None,
     }
 }
 

@@ -145,12 +145,12 @@ async fn refresh_rejects_bad_fields(backend: Backend) {
     assert_invalid(server.refresh(&long(513)).await, "refresh_token");
     let bad_ip = client
         .refresh(pb::RefreshRequest {
-            binding: None,
             refresh_token: pair.refresh_token.clone(),
             device: Some(pb::Device {
                 ip: "nope".into(),
                 ..Default::default()
             }),
+            binding: None,
         })
         .await;
     assert_invalid(bad_ip, "device.ip");

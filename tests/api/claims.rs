@@ -42,9 +42,9 @@ async fn client_id_is_the_issuer_for_every_token_of_a_session(backend: Backend) 
     server.clock.advance(Duration::from_secs(2));
     let refreshed = client
         .refresh(gateway.request(pb::RefreshRequest {
-            binding: None,
             refresh_token: issued.refresh_token.clone(),
             device: None,
+            binding: None,
         }))
         .await
         .unwrap()

@@ -331,9 +331,9 @@ pub async fn refresh_with(
 ) -> Result<pb::TokenPair, Status> {
     client
         .refresh(pb::RefreshRequest {
-            binding: None,
             refresh_token: refresh_token.to_owned(),
             device: None,
+            binding: None,
         })
         .await
         .map(|r| r.into_inner().tokens.expect("tokens"))
@@ -428,7 +428,6 @@ pub fn with_bearer<T>(message: T, key: &str) -> tonic::Request<T> {
 
 pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
     pb::IssueRequest {
-        binding: None,
         tenant_id: tenant.into(),
         subject: subject.into(),
         audience: "api".into(),
@@ -439,6 +438,7 @@ pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
             ip: "192.0.2.10".into(),
         }),
         extra_claims: None,
+        binding: None,
     }
 }
 

@@ -15,9 +15,9 @@ const SESSIONS: usize = 48;
 
 fn refresh_request(token: &str) -> pb::RefreshRequest {
     pb::RefreshRequest {
-        binding: None,
         refresh_token: token.into(),
         device: None,
+        binding: None,
     }
 }
 

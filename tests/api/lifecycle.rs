@@ -32,10 +32,10 @@ async fn issue_validate_refresh_list_revoke(backend: Backend) {
 
     let claims = client
         .validate(pb::ValidateRequest {
-            presenter_certificate_thumbprint: String::new(),
             access_token: first.access_token.clone(),
             expected_audience: "api".into(),
             expected_tenant_id: "acme".into(),
+            presenter_certificate_thumbprint: String::new(),
         })
         .await
         .unwrap()
@@ -59,12 +59,12 @@ async fn issue_validate_refresh_list_revoke(backend: Backend) {
     server.clock.advance(Duration::from_secs(60));
     let second = client
         .refresh(pb::RefreshRequest {
-            binding: None,
             refresh_token: first.refresh_token.clone(),
             device: Some(pb::Device {
                 ip: "198.51.100.7".into(),
                 ..Default::default()
             }),
+            binding: None,
         })
         .await
         .unwrap()

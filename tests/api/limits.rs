@@ -165,10 +165,10 @@ async fn validate_and_list_bound_every_field(backend: Backend) {
         async move {
             client
                 .validate(pb::ValidateRequest {
-                    presenter_certificate_thumbprint: String::new(),
                     access_token,
                     expected_audience: audience,
                     expected_tenant_id: tenant,
+                    presenter_certificate_thumbprint: String::new(),
                 })
                 .await
         }

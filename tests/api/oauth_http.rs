@@ -210,9 +210,9 @@ async fn authlib_refreshes_and_revokes(backend: Backend) {
     let refreshed = server
         .client()
         .refresh(callers.login.request(pb::RefreshRequest {
-            binding: None,
             refresh_token: c.refresh_token.clone(),
             device: None,
+            binding: None,
         }))
         .await;
     assert!(refreshed.is_err());

@@ -157,9 +157,9 @@ async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor(backend:
         async move {
             client
                 .refresh(token_authority::proto::RefreshRequest {
-                    binding: None,
                     refresh_token: token,
                     device: None,
+                    binding: None,
                 })
                 .await
                 .map(|r| r.into_inner().tokens.unwrap())
