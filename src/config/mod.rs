@@ -520,8 +520,36 @@ impl Config {
         if uses_identities && self.tls.client_ca_file.is_none() {
             problems.push("auth.callers with identities need tls.client_ca_file to verify client certificates".to_owned());
         }
+        problems.extend(self.binding_problems());
         // The callers are checked where the access policy is built from
         // them (`access::Policy::new`), once, at start.
+        problems
+    }
+
+    /// The settings of certificate-bound tokens.
+    fn binding_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for tenant in &self.tokens.binding_required_tenants {
+            if let Err(e) =
+                crate::verify::input::tenant_id("tokens.binding_required_tenants", tenant)
+            {
+                problems.push(format!("{tenant:?}: {e}"));
+            }
+        }
+        if let Some(name) = &self.http.client_certificate_header {
+            let lower = name.to_ascii_lowercase();
+            if axum::http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                problems.push(format!(
+                    "http.client_certificate_header ({name:?}) is not a header name"
+                ));
+            } else if ["authorization", crate::transport::http::GATEWAY_KEY_HEADER]
+                .contains(&lower.as_str())
+            {
+                problems.push(format!(
+                    "http.client_certificate_header ({name:?}) must not be a credentials header"
+                ));
+            }
+        }
         problems
     }
 
@@ -595,6 +623,15 @@ mod tests {
             }),
             ("tls.client_ca_file needs", |c| {
                 c.tls.client_ca_file = Some("ca.pem".into())
+            }),
+            ("tokens.binding_required_tenants", |c| {
+                c.tokens.binding_required_tenants = vec!["a b".into()]
+            }),
+            ("http.client_certificate_header", |c| {
+                c.http.client_certificate_header = Some("client cert".into())
+            }),
+            ("http.client_certificate_header", |c| {
+                c.http.client_certificate_header = Some("Authorization".into())
             }),
             ("need tls.client_ca_file", |c| {
                 c.auth.callers.push(CallerConfig {
