@@ -91,4 +91,26 @@ mod tests {
         }
         assert!(from_url_encoded_pem("c", "garbage").is_err());
     }
+
+    #[test]
+    fn the_header_is_read_only_when_configured_and_once() {
+        let name = HeaderName::from_static("client-cert");
+        let value = format!(":{}:", STANDARD.encode(DER));
+        let mut headers = HeaderMap::new();
+        assert_eq!(from_header(&headers, Some(&name)).unwrap(), None);
+        headers.insert(&name, "".parse().unwrap());
+        assert_eq!(
+            from_header(&headers, Some(&name)).unwrap(),
+            None,
+            "empty: none"
+        );
+        headers.insert(&name, value.parse().unwrap());
+        assert_eq!(from_header(&headers, None).unwrap(), None, "not configured");
+        assert_eq!(
+            from_header(&headers, Some(&name)).unwrap(),
+            Some(thumbprint_of_der(DER))
+        );
+        headers.append(&name, value.parse().unwrap());
+        assert!(from_header(&headers, Some(&name)).is_err(), "sent twice");
+    }
 }
