@@ -266,6 +266,7 @@ macro_rules! assert_err {
 }
 
 mod audit_reads;
+mod binding;
 mod input;
 mod keys;
 mod listing_and_outages;
