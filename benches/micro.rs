@@ -34,6 +34,7 @@ fn claims(now: i64) -> AccessClaims {
         scope: "read write".into(),
         client_id: "login".into(),
         act: None,
+        cnf: None,
         extra: Default::default(),
     }
 }
@@ -120,6 +121,7 @@ fn validate(c: &mut Criterion) {
             access_token: token,
             expected_audience: "api".into(),
             expected_tenant_id: "acme".into(),
+            ..Default::default()
         };
         let caller = Caller::anonymous();
         c.bench_function(name, |b| {

@@ -220,6 +220,7 @@ async fn refresh_load(
                         .refresh(pb::RefreshRequest {
                             refresh_token: token.clone(),
                             device: None,
+                            binding: None,
                         })
                         .await
                         .expect("refresh")

@@ -63,6 +63,7 @@ fn fixture() -> &'static Fixture {
                     scopes: vec!["read".into()],
                     device: Device::default(),
                     extra_claims: Default::default(),
+                    binding: None,
                 };
                 let pair = app
                     .authority
@@ -117,6 +118,7 @@ fn template(method: u8, pair: &TokenPair) -> (&'static str, Vec<u8>) {
                     )]
                     .into(),
                 }),
+                binding: None,
             }
             .encode_to_vec(),
         ),
@@ -125,6 +127,7 @@ fn template(method: u8, pair: &TokenPair) -> (&'static str, Vec<u8>) {
             pb::RefreshRequest {
                 refresh_token: pair.refresh_token.clone(),
                 device,
+                binding: None,
             }
             .encode_to_vec(),
         ),
@@ -155,6 +158,7 @@ fn template(method: u8, pair: &TokenPair) -> (&'static str, Vec<u8>) {
                 access_token: pair.access_token.clone(),
                 expected_audience: "api".into(),
                 expected_tenant_id: "acme".into(),
+                presenter_certificate_thumbprint: String::new(),
             }
             .encode_to_vec(),
         ),

@@ -63,6 +63,7 @@ fn fixture() -> &'static Fixture {
                     scope: "read".into(),
                     client_id: "login".into(),
                     act: None,
+                    cnf: None,
                     extra: Default::default(),
                 };
                 access_token::sign(signer, &claims).expect("sign")
@@ -116,6 +117,7 @@ fuzz_target!(|data: &[u8]| {
         access_token: token,
         expected_audience: if mode & 8 == 0 { String::new() } else { "api".into() },
         expected_tenant_id: String::new(),
+        ..Default::default()
     };
     let caller = Caller::anonymous();
     let first = f.validator.validate(&caller, &request, f.now);

@@ -174,6 +174,7 @@ fn verify_per_core(seconds: Duration) -> Result<f64, BoxError> {
         scope: "read write".into(),
         client_id: "loadgen".into(),
         act: None,
+        cnf: None,
         extra: Default::default(),
     };
     let token = access_token::sign(&signer, &claims)?;

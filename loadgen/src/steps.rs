@@ -25,6 +25,7 @@ pub fn issue_request(subject: String) -> pb::IssueRequest {
             ip: "127.0.0.1".into(),
         }),
         extra_claims: None,
+        binding: None,
     }
 }
 
@@ -43,6 +44,7 @@ pub async fn refresh(client: &mut Client, token: &str) -> Result<pb::TokenPair, 
         .refresh(pb::RefreshRequest {
             refresh_token: token.to_owned(),
             device: None,
+            binding: None,
         })
         .await
         .map_err(code)?
@@ -80,6 +82,7 @@ impl Step for Validate {
                 access_token,
                 expected_audience: "api".into(),
                 expected_tenant_id: "load".into(),
+                presenter_certificate_thumbprint: String::new(),
             })
             .await
             .map(|_| ())

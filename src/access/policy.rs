@@ -107,6 +107,7 @@ impl Policy {
                 caller: Caller {
                     name: Arc::from(c.name.as_str()),
                     tenants,
+                    certificate_thumbprint: None,
                 },
                 permissions: c.permissions.iter().copied().collect(),
                 rate: c.rate,

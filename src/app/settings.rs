@@ -30,6 +30,7 @@ pub fn domain_settings(c: &Config) -> Settings {
         max_sessions_per_subject: c.limits.max_sessions_per_subject,
         refresh_per_session: c.limits.refresh_per_session.map(Rate::from),
         exchange: exchange_policy(&c.auth),
+        binding_required_tenants: t.binding_required_tenants.clone(),
     }
 }
 

@@ -180,6 +180,12 @@ pub struct HttpConfig {
     /// Client certificates signed by `tls.client_ca_file` identify callers
     /// here too; they are asked for, never required (probes have none).
     pub tls: bool,
+    /// The request header in which a gateway in front passes the client
+    /// certificate of the user's TLS connection (RFC 9440 `:base64(DER):`,
+    /// e.g. `client-cert`), for certificate-bound tokens at `/authz` and
+    /// `/oauth2/introspect`. Unset: `/authz` refuses bound tokens. Only for
+    /// gateways that set (overwrite) it from their own TLS session.
+    pub client_certificate_header: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -190,6 +196,7 @@ impl Default for HttpConfig {
             jwks_max_age: Duration::from_secs(5 * 60),
             plaintext_credentials: false,
             tls: false,
+            client_certificate_header: None,
         }
     }
 }
@@ -382,6 +389,10 @@ pub struct TokenConfig {
     /// Validate remembers this many verified access tokens, so a token seen
     /// before costs a hash instead of a signature check (0 disables).
     pub verified_token_cache: usize,
+    /// Tenants whose access tokens must be certificate-bound (RFC 8705):
+    /// Issue and Refresh without a binding are refused, and Validate
+    /// refuses their bearer tokens (see docs/certificate-binding.md).
+    pub binding_required_tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -440,6 +451,7 @@ impl Default for TokenConfig {
             clock_leeway: Duration::from_secs(60),
             audit_refreshes: true,
             verified_token_cache: 50_000,
+            binding_required_tenants: Vec::new(),
         }
     }
 }
@@ -548,8 +560,36 @@ impl Config {
         if uses_identities && self.tls.client_ca_file.is_none() {
             problems.push("auth.callers with identities need tls.client_ca_file to verify client certificates".to_owned());
         }
+        problems.extend(self.binding_problems());
         // The callers are checked where the access policy is built from
         // them (`access::Policy::new`), once, at start.
+        problems
+    }
+
+    /// The settings of certificate-bound tokens.
+    fn binding_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for tenant in &self.tokens.binding_required_tenants {
+            if let Err(e) =
+                crate::verify::input::tenant_id("tokens.binding_required_tenants", tenant)
+            {
+                problems.push(format!("{tenant:?}: {e}"));
+            }
+        }
+        if let Some(name) = &self.http.client_certificate_header {
+            let lower = name.to_ascii_lowercase();
+            if axum::http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                problems.push(format!(
+                    "http.client_certificate_header ({name:?}) is not a header name"
+                ));
+            } else if ["authorization", crate::transport::http::GATEWAY_KEY_HEADER]
+                .contains(&lower.as_str())
+            {
+                problems.push(format!(
+                    "http.client_certificate_header ({name:?}) must not be a credentials header"
+                ));
+            }
+        }
         problems
     }
 
@@ -636,6 +676,15 @@ mod tests {
             }),
             ("tls.client_ca_file needs", |c| {
                 c.tls.client_ca_file = Some("ca.pem".into())
+            }),
+            ("tokens.binding_required_tenants", |c| {
+                c.tokens.binding_required_tenants = vec!["a b".into()]
+            }),
+            ("http.client_certificate_header", |c| {
+                c.http.client_certificate_header = Some("client cert".into())
+            }),
+            ("http.client_certificate_header", |c| {
+                c.http.client_certificate_header = Some("Authorization".into())
             }),
             ("need tls.client_ca_file", |c| {
                 c.auth.callers.push(CallerConfig {

@@ -92,6 +92,16 @@ impl Sidecar {
         }
     }
 
+    /// Refuses bearer tokens of these tenants, as the authority does
+    /// (`tokens.binding_required_tenants`, from the sidecar's own config:
+    /// the policy is not streamed from the authority).
+    pub fn with_binding_required(self, tenants: Vec<String>) -> Self {
+        Self {
+            validator: self.validator.with_binding_required(tenants),
+            ..self
+        }
+    }
+
     pub fn clock(&self) -> SharedClock {
         self.clock.clone()
     }

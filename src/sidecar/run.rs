@@ -60,13 +60,16 @@ pub async fn run(
     config.check_exposure(listen, insecure)?;
     let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, insecure)?;
     let telemetry = Telemetry::new(&config.telemetry)?;
-    let sidecar = Arc::new(Sidecar::new(
-        config.tokens.issuer.clone(),
-        config.tokens.verified_token_cache,
-        config.tokens.clock_leeway,
-        config.sidecar.max_staleness,
-        Arc::new(SystemClock),
-    ));
+    let sidecar = Arc::new(
+        Sidecar::new(
+            config.tokens.issuer.clone(),
+            config.tokens.verified_token_cache,
+            config.tokens.clock_leeway,
+            config.sidecar.max_staleness,
+            Arc::new(SystemClock),
+        )
+        .with_binding_required(config.tokens.binding_required_tenants.clone()),
+    );
     let (listener, http) = bind(listen, config.http.listen).await?;
     tracing::info!(address = %listener.local_addr()?, upstream = ?config.sidecar.upstream, "sidecar serving gRPC");
     let served = serve(

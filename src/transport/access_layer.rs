@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::domain::audit::{AuditEvent, AuditKind};
 use crate::domain::rate_limit::KeyedLimiter;
 use crate::jobs::audit_writer::AuditQueue;
+use crate::verify::binding::thumbprint_of_der;
 use crate::verify::caller::Caller;
 use crate::verify::clock::SharedClock;
 use crate::verify::Error;
@@ -151,7 +152,9 @@ impl AccessControl {
                 return Err(status::denied(denial, &method));
             }
         }
-        let caller = caller.map_or_else(|| self.anonymous.clone(), |c| c.caller.clone());
+        let caller = caller
+            .map_or_else(|| self.anonymous.clone(), |c| c.caller.clone())
+            .with_certificate(client_certificate_thumbprint(request));
         request.extensions_mut().insert(caller);
         Ok(())
     }
@@ -306,6 +309,17 @@ fn client_certificate_identities<B>(request: &http::Request<B>) -> Vec<SanIdenti
         .and_then(|info| info.peer_certs())
         .and_then(|chain| chain.first().map(|leaf| access::identities(leaf.as_ref())))
         .unwrap_or_default()
+}
+
+/// The x5t#S256 thumbprint of the connection's verified client
+/// certificate, if it presented one (what bound refresh tokens need).
+fn client_certificate_thumbprint<B>(request: &http::Request<B>) -> Option<Arc<str>> {
+    request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+        .and_then(|chain| chain.first().map(|leaf| thumbprint_of_der(leaf.as_ref())))
+        .map(Arc::from)
 }
 
 /// What an HTTP endpoint found to authenticate its caller with.

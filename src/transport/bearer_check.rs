@@ -62,14 +62,18 @@ pub struct Denied {
 }
 
 /// Decides on a request whose `authorization` header is `authorization`
-/// (`None`: no such header), for `caller` (the gateway). `Err` only for a
-/// bug (an internal error is no verdict on the token).
+/// (`None`: no such header), for `caller` (the gateway). `presenter` is
+/// the x5t#S256 thumbprint of the certificate the gateway says the client
+/// presented (`None`: none, and a certificate-bound token is refused).
+/// `Err` only for a bug (an internal error is no verdict on the token).
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     validation: &dyn TokenValidation,
     access: &AccessControl,
     caller: &Caller,
     method: &str,
     authorization: Option<&str>,
+    presenter: Option<&str>,
     expected: &Expected,
     realm: &str,
 ) -> Result<Decision, Error> {
@@ -84,6 +88,8 @@ pub fn decide(
             access_token: access_token.to_owned(),
             expected_audience: expected.audience.clone(),
             expected_tenant_id: expected.tenant.clone(),
+            presenter_certificate_thumbprint: presenter.unwrap_or_default().to_owned(),
+            binding_checked_by_caller: false,
         },
     );
     match outcome {

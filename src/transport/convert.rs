@@ -57,6 +57,16 @@ pub fn session(s: model::SessionInfo) -> pb::Session {
         audience: s.audience,
         scopes: s.scopes,
         client_id: s.client_id,
+        certificate_thumbprint: s.certificate_thumbprint,
+        refresh_token_bound: s.refresh_token_bound,
+    }
+}
+
+pub fn binding_in(b: pb::TokenBinding) -> model::TokenBinding {
+    model::TokenBinding {
+        certificate_thumbprint: b.certificate_thumbprint,
+        bind_to_caller_certificate: b.bind_to_caller_certificate,
+        bind_refresh_token: b.bind_refresh_token,
     }
 }
 
@@ -76,6 +86,7 @@ pub fn claims(v: verify_model::ValidatedToken) -> pb::Claims {
         client_id: c.client_id,
         extra_claims: (!c.extra.is_empty()).then(|| struct_from_json(c.extra)),
         actor: c.act.map(actor),
+        certificate_thumbprint: c.cnf.map(|cnf| cnf.x5t_s256).unwrap_or_default(),
     }
 }
 

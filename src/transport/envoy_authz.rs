@@ -5,6 +5,11 @@
 //! `WWW-Authenticate` challenge (RFC 6750). Per-route expectations come from
 //! Envoy's `context_extensions`: `audience` and `tenant`. The decision itself
 //! is `bearer_check`, shared with HTTP forward-auth (`/authz`).
+//!
+//! A certificate-bound token (RFC 8705) is checked against the client
+//! certificate Envoy sends as `source.certificate` (URL-encoded PEM), which
+//! it sends only with `include_peer_certificate: true` in the ext_authz
+//! filter: without it, bound tokens are refused.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +27,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::access_layer::{caller_of, AccessControl};
 use super::bearer_check::{self, Decision, Denied, Expected, Refusal};
+use super::presenter_certificate::from_url_encoded_pem;
 use super::status::to_status;
 use crate::verify::validation::TokenValidation;
 
@@ -118,6 +124,13 @@ impl Authorization for ExtAuthz {
             .as_ref()
             .and_then(|r| r.http.as_ref())
             .map_or(&empty, |http| &http.headers);
+        let presenter = match attributes.source.as_ref().map(|s| s.certificate.as_str()) {
+            None | Some("") => None,
+            Some(pem) => match from_url_encoded_pem("source.certificate", pem) {
+                Ok(thumbprint) => Some(thumbprint),
+                Err(e) => return Ok(Response::new(denied(bearer_check::deny(&e, &self.realm)))),
+            },
+        };
         let context = &attributes.context_extensions;
         let expected = |key: &str| context.get(key).cloned().unwrap_or_default();
         let expected = Expected {
@@ -130,6 +143,7 @@ impl Authorization for ExtAuthz {
             &caller,
             "Check",
             authorization(headers),
+            presenter.as_deref(),
             &expected,
             &self.realm,
         )

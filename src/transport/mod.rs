@@ -9,6 +9,7 @@ mod convert;
 mod envoy_authz;
 pub mod health;
 pub mod http;
+mod presenter_certificate;
 mod rpc_telemetry;
 mod server;
 mod service;

@@ -98,6 +98,7 @@ impl TokenAuthority for TokenAuthorityService {
                         .extra_claims
                         .map(convert::struct_to_json)
                         .unwrap_or_default(),
+                    binding: r.binding.map(convert::binding_in),
                 },
             )
             .await
@@ -120,6 +121,7 @@ impl TokenAuthority for TokenAuthorityService {
                 model::RefreshRequest {
                     refresh_token: r.refresh_token,
                     device: convert::device_in(r.device),
+                    binding: r.binding.map(convert::binding_in),
                 },
             )
             .await
@@ -195,6 +197,8 @@ impl TokenAuthority for TokenAuthorityService {
                     access_token: r.access_token,
                     expected_audience: r.expected_audience,
                     expected_tenant_id: r.expected_tenant_id,
+                    presenter_certificate_thumbprint: r.presenter_certificate_thumbprint,
+                    binding_checked_by_caller: false,
                 },
             )
             .map_err(|e| self.failed(&caller, "Validate", e))?;

@@ -132,6 +132,7 @@ async fn call(server: &TestServer, rpc: Rpc, authorization: Option<&str>) -> Res
                 pb::RefreshRequest {
                     refresh_token: "rt1_not-a-refresh-token".into(),
                     device: None,
+                    binding: None,
                 },
                 auth,
             ))
@@ -448,6 +449,7 @@ fn refresh_request(refresh_token: &str) -> pb::RefreshRequest {
     pb::RefreshRequest {
         refresh_token: refresh_token.into(),
         device: None,
+        binding: None,
     }
 }
 

@@ -150,6 +150,7 @@ async fn refresh_rejects_bad_fields(backend: Backend) {
                 ip: "nope".into(),
                 ..Default::default()
             }),
+            binding: None,
         })
         .await;
     assert_invalid(bad_ip, "device.ip");

@@ -44,6 +44,7 @@ async fn client_id_is_the_issuer_for_every_token_of_a_session(backend: Backend) 
         .refresh(gateway.request(pb::RefreshRequest {
             refresh_token: issued.refresh_token.clone(),
             device: None,
+            binding: None,
         }))
         .await
         .unwrap()

@@ -333,6 +333,7 @@ pub async fn refresh_with(
         .refresh(pb::RefreshRequest {
             refresh_token: refresh_token.to_owned(),
             device: None,
+            binding: None,
         })
         .await
         .map(|r| r.into_inner().tokens.expect("tokens"))
@@ -437,6 +438,7 @@ pub fn issue_request(tenant: &str, subject: &str) -> pb::IssueRequest {
             ip: "192.0.2.10".into(),
         }),
         extra_claims: None,
+        binding: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn refresh_request(token: &str) -> pb::RefreshRequest {
     pb::RefreshRequest {
         refresh_token: token.into(),
         device: None,
+        binding: None,
     }
 }
 

@@ -35,6 +35,7 @@ async fn issue_validate_refresh_list_revoke(backend: Backend) {
             access_token: first.access_token.clone(),
             expected_audience: "api".into(),
             expected_tenant_id: "acme".into(),
+            presenter_certificate_thumbprint: String::new(),
         })
         .await
         .unwrap()
@@ -63,6 +64,7 @@ async fn issue_validate_refresh_list_revoke(backend: Backend) {
                 ip: "198.51.100.7".into(),
                 ..Default::default()
             }),
+            binding: None,
         })
         .await
         .unwrap()

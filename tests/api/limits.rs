@@ -168,6 +168,7 @@ async fn validate_and_list_bound_every_field(backend: Backend) {
                     access_token,
                     expected_audience: audience,
                     expected_tenant_id: tenant,
+                    presenter_certificate_thumbprint: String::new(),
                 })
                 .await
         }

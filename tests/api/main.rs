@@ -4,6 +4,7 @@
 mod access;
 mod audit_log;
 mod bad_input;
+mod binding;
 mod claims;
 mod common;
 mod config_cli;

@@ -212,6 +212,7 @@ async fn authlib_refreshes_and_revokes(backend: Backend) {
         .refresh(callers.login.request(pb::RefreshRequest {
             refresh_token: c.refresh_token.clone(),
             device: None,
+            binding: None,
         }))
         .await;
     assert!(refreshed.is_err());

@@ -159,6 +159,7 @@ async fn fifty_concurrent_refreshes_of_one_token_agree_on_one_successor(backend:
                 .refresh(token_authority::proto::RefreshRequest {
                     refresh_token: token,
                     device: None,
+                    binding: None,
                 })
                 .await
                 .map(|r| r.into_inner().tokens.unwrap())

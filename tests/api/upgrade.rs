@@ -5,8 +5,9 @@
 //! How the old rows are made: the migrations the previous release did not
 //! have (from m20261202_000004_hot_rotation on) change indexes and storage
 //! parameters, and add columns today's code reads and writes
-//! (`sessions.client_id`, `signing_keys.withdrawn_at`). So the rows are
-//! written by the authority's own write paths
+//! (`sessions.client_id`, the binding's `sessions.cnf_x5t_s256` and
+//! `sessions.refresh_x5t_s256`, `signing_keys.withdrawn_at`). So the rows
+//! are written by the authority's own write paths
 //! (Issue, Refresh, Revoke: the same statements, signing keys sealed under
 //! the same key-encryption key, refresh-token digests under the same
 //! secret) on a database at the previous schema plus those columns, which
@@ -214,8 +215,10 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     assert!(pending.iter().any(|n| n == "m20261202_000004_hot_rotation"));
 
     // Today's code names these columns; the previous release's rows have none.
-    const ADDED_SINCE: [(&str, &str); 2] = [
+    const ADDED_SINCE: [(&str, &str); 4] = [
         ("sessions", "client_id TEXT NOT NULL DEFAULT ''"),
+        ("sessions", "cnf_x5t_s256 TEXT NULL"),
+        ("sessions", "refresh_x5t_s256 TEXT NULL"),
         ("signing_keys", "withdrawn_at BIGINT"),
     ];
     for (table, column) in ADDED_SINCE {
@@ -283,6 +286,12 @@ async fn old_rows_work_after_the_upgrade(backend: Backend) {
     assert_eq!(alice[0].session_id, old.live.session_id);
     assert_eq!(alice[0].refresh_count, 2);
     assert_eq!(alice[0].client_id, "");
+    // Sessions from before the binding columns are bearer sessions.
+    assert_eq!(alice[0].certificate_thumbprint, "");
+    assert!(!alice[0].refresh_token_bound);
+    assert!(access_token_payload(&renewed.access_token)
+        .get("cnf")
+        .is_none());
     assert!(server.list("acme", "bob").await.is_empty());
     assert_eq!(server.list("globex", "gina").await.len(), 1);
 

@@ -26,4 +26,4 @@ pub use token_authority_verify::{Error, ErrorKind, Result};
 
 // The vocabulary shared with every validator, under the names this crate's
 // modules use.
-use token_authority_verify::{access_token, caller, clock, error, input};
+use token_authority_verify::{access_token, binding, caller, clock, error, input};

@@ -18,6 +18,19 @@ pub struct IssueRequest {
     pub scopes: Vec<String>,
     pub device: Device,
     pub extra_claims: Map<String, Value>,
+    pub binding: Option<TokenBinding>,
+}
+
+/// What the access tokens are bound to (RFC 8705): a certificate named by
+/// its thumbprint, or the one of the calling connection (exactly one), and
+/// whether the refresh token is bound to it too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenBinding {
+    /// x5t#S256 of the certificate of the service that will present the
+    /// tokens.
+    pub certificate_thumbprint: String,
+    pub bind_to_caller_certificate: bool,
+    pub bind_refresh_token: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -25,6 +38,9 @@ pub struct RefreshRequest {
     pub refresh_token: String,
     /// Fields left empty keep their stored value.
     pub device: Device,
+    /// The certificate the new access token is bound to: must be the
+    /// session's if it is bound; binds only this token if it is not.
+    pub binding: Option<TokenBinding>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +88,10 @@ pub struct SessionInfo {
     pub scopes: Vec<String>,
     /// The caller that issued the session (see `Session::client_id`).
     pub client_id: String,
+    /// The thumbprint the session's access tokens are bound to; empty: none.
+    pub certificate_thumbprint: String,
+    /// Whether only that certificate's holder may refresh.
+    pub refresh_token_bound: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

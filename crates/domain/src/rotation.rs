@@ -2,6 +2,7 @@
 //! applies (the compare-and-swap the store runs as one conditional write),
 //! and why a refresh that did not apply failed.
 use token_authority_verify::clock::Millis;
+use token_authority_verify::Error;
 
 use crate::session::Session;
 
@@ -23,6 +24,15 @@ pub struct Rotation<'a> {
     pub device_name: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
+    /// The thumbprint of the refresher's connection certificate: a session
+    /// whose refresh token is bound rotates only for that certificate.
+    pub presenter: Option<&'a str>,
+    /// The certificate the refresh asks its access token bound to: a
+    /// session bound to another one does not rotate.
+    pub requested_binding: Option<&'a str>,
+    /// Tenants whose tokens must be bound: an unbound session of theirs
+    /// rotates only if the refresh asks for a binding.
+    pub binding_required: &'a [String],
 }
 
 impl Rotation<'_> {
@@ -35,6 +45,31 @@ impl Rotation<'_> {
             && session.generation == self.from_generation
             && session.token_digest == self.from_digest
             && session.is_live(self.now)
+            && self.binding_refusal(session).is_none()
+    }
+
+    /// Why the binding conditions of the rotation fail for `session`, if
+    /// they do: the refresher must present the certificate of a bound
+    /// refresh token, ask for no binding other than the session's, and ask
+    /// for one where the tenant requires it and the session has none.
+    pub fn binding_refusal(&self, session: &Session) -> Option<Error> {
+        let presenter_ok = session
+            .refresh_thumbprint
+            .as_deref()
+            .is_none_or(|bound| self.presenter == Some(bound));
+        if !presenter_ok {
+            return Some(Error::TokenBindingMismatch);
+        }
+        match (self.requested_binding, session.certificate_thumbprint.as_deref()) {
+            (Some(requested), Some(bound)) if requested != bound => Some(Error::invalid(
+                "binding",
+                "the session is bound to another certificate; a session's binding is fixed at Issue",
+            )),
+            (None, None) if self.binding_required.contains(&session.tenant_id) => {
+                Some(Error::BindingRequired)
+            }
+            _ => None,
+        }
     }
 
     /// The session after the rotation; `rotated_at` is the store's clock.
@@ -146,6 +181,8 @@ mod tests {
             device_name: String::new(),
             user_agent: String::new(),
             ip: String::new(),
+            certificate_thumbprint: None,
+            refresh_thumbprint: None,
         }
     }
 
@@ -243,6 +280,9 @@ mod tests {
             device_name: None,
             user_agent: None,
             ip: None,
+            presenter: None,
+            requested_binding: None,
+            binding_required: &[],
         }
     }
 
@@ -277,5 +317,48 @@ mod tests {
         );
         assert_eq!(rotated.ip, "192.0.2.1");
         assert_eq!(rotated.device_name, "");
+    }
+
+    #[test]
+    fn a_bound_session_rotates_only_for_its_certificate_and_binding() {
+        let mut s = session();
+        let digest = s.token_digest.clone();
+        let r = |presenter, requested| Rotation {
+            presenter,
+            requested_binding: requested,
+            ..rotation(5, &digest, None, NOW)
+        };
+        assert!(r(None, None).applies_to(&s), "unbound: anyone");
+        assert!(r(None, Some("x")).applies_to(&s), "unbound: any binding");
+        s.certificate_thumbprint = Some("mine".into());
+        s.refresh_thumbprint = Some("mine".into());
+        assert!(r(Some("mine"), None).applies_to(&s));
+        assert!(r(Some("mine"), Some("mine")).applies_to(&s));
+        assert!(!r(None, None).applies_to(&s), "no certificate");
+        assert!(
+            !r(Some("other"), None).applies_to(&s),
+            "another certificate"
+        );
+        assert!(!r(Some("mine"), Some("other")).applies_to(&s), "rebinding");
+        s.refresh_thumbprint = None;
+        assert!(
+            r(None, None).applies_to(&s),
+            "only the access token is bound"
+        );
+        assert!(!r(None, Some("other")).applies_to(&s));
+        let required = ["t".to_owned()];
+        let mut unbound = session();
+        unbound.token_digest = digest.clone();
+        let policy = |requested| Rotation {
+            requested_binding: requested,
+            binding_required: &required,
+            ..rotation(5, &digest, None, NOW)
+        };
+        assert!(matches!(
+            policy(None).binding_refusal(&unbound),
+            Some(Error::BindingRequired)
+        ));
+        assert!(policy(Some("x")).applies_to(&unbound));
+        assert!(policy(None).applies_to(&s), "bound sessions comply");
     }
 }

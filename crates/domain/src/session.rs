@@ -39,6 +39,13 @@ pub struct Session {
     pub device_name: String,
     pub user_agent: String,
     pub ip: String,
+    /// The x5t#S256 thumbprint every access token of the session is bound
+    /// to (`cnf`); `None`: bearer tokens. Set by Issue, never changed.
+    pub certificate_thumbprint: Option<String>,
+    /// The thumbprint of the certificate a refresher's connection must
+    /// present; `None`: anyone holding the refresh token may refresh. Set
+    /// by Issue, never changed.
+    pub refresh_thumbprint: Option<String>,
 }
 
 impl Session {

@@ -26,6 +26,7 @@ mod m20261201_000003_revocation_cursor;
 mod m20261202_000004_hot_rotation;
 mod m20261202_000005_session_client_id;
 mod m20261203_000006_key_withdrawal;
+mod m20261203_000007_session_binding;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_hot_rotation::Migration),
             Box::new(m20261202_000005_session_client_id::Migration),
             Box::new(m20261203_000006_key_withdrawal::Migration),
+            Box::new(m20261203_000007_session_binding::Migration),
         ]
     }
 }

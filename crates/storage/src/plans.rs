@@ -149,6 +149,9 @@ impl Store {
             device_name: Some("plan"),
             user_agent: None,
             ip: None,
+            presenter: None,
+            requested_binding: None,
+            binding_required: &[],
         };
         // The rotation: on SQLite the conditional UPDATE each rotation of a
         // batch runs; on PostgreSQL the batch statement (planned below).

@@ -1,9 +1,9 @@
 //! Session rows: create, rotate in place, revoke, list.
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, TransactionTrait,
 };
 
 use token_authority_domain::audit::AuditKind;
@@ -351,5 +351,33 @@ impl Store {
             .filter(Column::Generation.eq(r.from_generation))
             .filter(Column::TokenDigest.eq(r.from_digest.to_vec()))
             .filter(live_at(r.now))
+            .filter(binding_allows(r))
     }
+}
+
+/// `Rotation::binding_refusal(row).is_none()` as a condition on rows.
+fn binding_allows(r: &Rotation<'_>) -> sea_orm::Condition {
+    let mut presenter = Condition::any().add(Column::RefreshX5tS256.is_null());
+    if let Some(thumbprint) = r.presenter {
+        presenter = presenter.add(Column::RefreshX5tS256.eq(thumbprint));
+    }
+    let mut condition = Condition::all().add(presenter);
+    match r.requested_binding {
+        Some(requested) => {
+            condition = condition.add(
+                Condition::any()
+                    .add(Column::CnfX5tS256.is_null())
+                    .add(Column::CnfX5tS256.eq(requested)),
+            );
+        }
+        None if !r.binding_required.is_empty() => {
+            condition = condition.add(
+                Condition::any()
+                    .add(Column::CnfX5tS256.is_not_null())
+                    .add(Column::TenantId.is_not_in(r.binding_required.iter().cloned())),
+            );
+        }
+        None => {}
+    }
+    condition
 }

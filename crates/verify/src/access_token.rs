@@ -4,6 +4,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::binding::Confirmation;
 use super::error::{Error, Result};
 use super::keys::{SigningKey, VerifyingKeys};
 use crate::clock::Millis;
@@ -26,6 +27,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "typ",
     "kid",
     "act",
+    "cnf",
 ];
 
 /// What an access token says. Times are seconds since the Unix epoch.
@@ -52,6 +54,10 @@ pub struct AccessClaims {
     /// minted by token exchange, absent on those of Issue and Refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// The certificate the token is bound to (RFC 8705): a presenter
+    /// without it is refused. Absent on bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -300,6 +306,7 @@ mod tests {
             scope: String::new(),
             client_id: "login".into(),
             act: None,
+            cnf: None,
             extra: Map::new(),
         }
     }

@@ -1,6 +1,7 @@
 //! Who is asking, as far as the domain cares: a name for the audit trail,
 //! and the tenants the caller may act on. Established by the transport from
-//! the caller's credentials (see `crate::access`).
+//! the caller's credentials (see `crate::access`), with the thumbprint of
+//! the client certificate its connection presented, if any.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -16,6 +17,10 @@ pub enum TenantScope {
 pub struct Caller {
     pub name: Arc<str>,
     pub tenants: TenantScope,
+    /// The x5t#S256 thumbprint of the verified client certificate of the
+    /// caller's connection (mTLS); `None` without one. What a refresh of a
+    /// certificate-bound session is checked against.
+    pub certificate_thumbprint: Option<Arc<str>>,
 }
 
 impl Caller {
@@ -25,6 +30,16 @@ impl Caller {
         Self {
             name: Arc::from("anonymous"),
             tenants: TenantScope::All,
+            certificate_thumbprint: None,
+        }
+    }
+
+    /// This caller, on a connection that presented the certificate with
+    /// `thumbprint` (or none).
+    pub fn with_certificate(self, thumbprint: Option<Arc<str>>) -> Self {
+        Self {
+            certificate_thumbprint: thumbprint,
+            ..self
         }
     }
 

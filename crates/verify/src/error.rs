@@ -36,6 +36,12 @@ pub enum Error {
     SessionExpired,
     #[error("session not found")]
     SessionNotFound,
+    #[error("token is bound to a certificate the presenter did not show")]
+    TokenBindingMismatch,
+    #[error("the tenant requires certificate-bound tokens: request a binding")]
+    BindingRequired,
+    #[error("the tenant requires certificate-bound tokens; this one is a bearer token")]
+    UnboundToken,
     #[error("storage is unavailable")]
     Unavailable(#[source] StorageError),
     #[error("storage did not answer within {} ms", budget.as_millis())]
@@ -61,6 +67,7 @@ pub enum ErrorKind {
     Unauthenticated,
     PermissionDenied,
     NotFound,
+    FailedPrecondition,
     ResourceExhausted,
     Unavailable,
     Internal,
@@ -93,6 +100,8 @@ impl Error {
             Error::SessionRevoked => "SESSION_REVOKED",
             Error::SessionExpired => "SESSION_EXPIRED",
             Error::SessionNotFound => "SESSION_NOT_FOUND",
+            Error::TokenBindingMismatch => "TOKEN_BINDING_MISMATCH",
+            Error::BindingRequired | Error::UnboundToken => "TOKEN_BINDING_REQUIRED",
             Error::Unavailable(_) | Error::StorageTimeout { .. } => "STORAGE_UNAVAILABLE",
             Error::SessionLimit { .. } => "SESSION_LIMIT_REACHED",
             Error::NotSynced => "NOT_SYNCED",
@@ -109,6 +118,8 @@ impl Error {
             | Error::TokenExpired
             | Error::TokenNotYetValid
             | Error::TokenReused
+            | Error::TokenBindingMismatch
+            | Error::UnboundToken
             | Error::SessionRevoked
             | Error::SessionExpired => ErrorKind::Unauthenticated,
             Error::AudienceMismatch
@@ -118,6 +129,7 @@ impl Error {
             | Error::ScopeNotHeld(_) => ErrorKind::PermissionDenied,
             Error::RateLimited { .. } | Error::SessionLimit { .. } => ErrorKind::ResourceExhausted,
             Error::SessionNotFound | Error::KeyNotFound => ErrorKind::NotFound,
+            Error::BindingRequired => ErrorKind::FailedPrecondition,
             Error::Unavailable(_)
             | Error::StorageTimeout { .. }
             | Error::NotSynced

@@ -4,6 +4,7 @@
 //! of revoked sessions, the caller, input limits, the clock, and the error
 //! contract every room answers with. Knows neither gRPC nor a database.
 pub mod access_token;
+pub mod binding;
 pub mod caller;
 pub mod clock;
 pub mod digest;

@@ -2,12 +2,13 @@
 //! sessions revoked recently enough to matter, and a cache of tokens whose
 //! signature already checked out. The authority keeps one in step with the
 //! database; a sidecar keeps one in step with the authority.
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::access_token;
+use super::access_token::{self, AccessClaims};
+use super::binding;
 use super::caller::Caller;
 use super::error::{Error, Result};
 use super::input;
@@ -30,6 +31,8 @@ pub struct Validator {
     revoked: RevokedSessions,
     verified: VerifiedTokens,
     feed: RevocationFeed,
+    /// Tenants whose tokens must be certificate-bound.
+    binding_required: BTreeSet<String>,
 }
 
 impl Validator {
@@ -42,7 +45,14 @@ impl Validator {
             revoked: RevokedSessions::default(),
             verified: VerifiedTokens::new(cache_capacity),
             feed: RevocationFeed::default(),
+            binding_required: BTreeSet::new(),
         }
+    }
+
+    /// Refuses bearer (unbound) tokens of these tenants.
+    pub fn with_binding_required(mut self, tenants: impl IntoIterator<Item = String>) -> Self {
+        self.binding_required = tenants.into_iter().collect();
+        self
     }
 
     /// Signature, type, issuer, lifetime, the caller's tenants, the expected
@@ -64,6 +74,12 @@ impl Validator {
             &req.expected_tenant_id,
             input::MAX_TENANT_ID,
         )?;
+        if !req.presenter_certificate_thumbprint.is_empty() {
+            binding::check_thumbprint(
+                "presenter_certificate_thumbprint",
+                &req.presenter_certificate_thumbprint,
+            )?;
+        }
         let key = VerifiedTokens::key(&req.access_token);
         let verified = match self.verified.get(&key) {
             Some(hit) => {
@@ -116,10 +132,29 @@ impl Validator {
             self.verified.remove(&key);
             return Err(Error::SessionRevoked);
         }
+        self.check_binding(claims, req)?;
         Ok(ValidatedToken {
             claims: claims.clone(),
             key_id: verified.kid.clone(),
         })
+    }
+
+    /// A bound token only for the presenter of its certificate; a bearer
+    /// token only outside the tenants that require binding.
+    fn check_binding(&self, claims: &AccessClaims, req: &ValidateRequest) -> Result<()> {
+        if claims.cnf.is_none() && self.binding_required.contains(&claims.tenant) {
+            return Err(Error::UnboundToken);
+        }
+        let presented = &req.presenter_certificate_thumbprint;
+        if req.binding_checked_by_caller && presented.is_empty() {
+            return Ok(());
+        }
+        binding::check_presenter(claims.cnf.as_ref(), presented)
+    }
+
+    /// Whether tokens of `tenant` must be certificate-bound.
+    pub fn binding_required(&self, tenant: &str) -> bool {
+        self.binding_required.contains(tenant)
     }
 
     pub fn keys(&self) -> Arc<VerifyingKeys> {
@@ -281,6 +316,7 @@ mod tests {
             scope: String::new(),
             client_id: "c".into(),
             act: None,
+            cnf: None,
             extra: Default::default(),
         };
         let token = sign(&signer, &claims).unwrap();
@@ -337,6 +373,7 @@ mod tests {
                 scope: String::new(),
                 client_id: "c".into(),
                 act: None,
+                cnf: None,
                 extra: Default::default(),
             };
             tokens.push((sign(&signer, &claims).unwrap(), session, exp));
@@ -401,6 +438,7 @@ mod tests {
                 scope: String::new(),
                 client_id: "c".into(),
                 act: None,
+                cnf: None,
                 extra: Default::default(),
             };
             ValidateRequest {

@@ -118,6 +118,7 @@ mod tests {
                 scope: String::new(),
                 client_id: "c".into(),
                 act: None,
+                cnf: None,
                 extra: Default::default(),
             },
             kid: "k".into(),

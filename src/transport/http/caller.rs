@@ -99,7 +99,9 @@ impl Presented {
             client_id: self.client_id.as_deref(),
             identities: &peer.identities,
         };
-        access.admit_http(credentials, any_of, method, peer.addr.map(|p| p.ip()))
+        access
+            .admit_http(credentials, any_of, method, peer.addr.map(|p| p.ip()))
+            .map(|caller| caller.with_certificate(peer.certificate_thumbprint.clone()))
     }
 }
 

@@ -3,7 +3,9 @@
 //! decision as Envoy's Check (`bearer_check`) on the user's
 //! `authorization` header: 200 with `X-Auth-Subject`, `X-Auth-Tenant`,
 //! `X-Auth-Scopes`, `X-Auth-Session-Id`; 401 or 403 with an RFC 6750
-//! challenge.
+//! challenge. A certificate-bound token needs the client certificate in
+//! the header named by `http.client_certificate_header`, set by the
+//! gateway; without that setting bound tokens are refused.
 //!
 //! The route's expectations are query parameters of the gateway's own
 //! configuration (`/authz?audience=api&tenant=acme`), never headers:
@@ -30,6 +32,7 @@ use super::{HttpState, Peer};
 use crate::access::Permission;
 use crate::transport::access_layer::HttpRefusal;
 use crate::transport::bearer_check::{self, Decision, Denied, Expected};
+use crate::transport::presenter_certificate;
 use crate::verify::Error;
 
 /// The RPC name of refusals in the audit trail and rate limits: the same
@@ -76,17 +79,22 @@ pub async fn authz(
         }
     };
     let realm = &state.settings.issuer;
-    let decision = match authorization(&headers) {
-        Ok(value) => bearer_check::decide(
+    let presenter = presenter_certificate::from_header(
+        &headers,
+        state.settings.client_certificate_header.as_ref(),
+    );
+    let decision = match (authorization(&headers), presenter) {
+        (Ok(value), Ok(presenter)) => bearer_check::decide(
             backend.validation.as_ref(),
             &backend.access,
             &caller,
             METHOD,
             value,
+            presenter.as_deref(),
             &expected,
             realm,
         ),
-        Err(e) => Ok(Decision::Deny(bearer_check::deny(&e, realm))),
+        (Err(e), _) | (_, Err(e)) => Ok(Decision::Deny(bearer_check::deny(&e, realm))),
     };
     match decision {
         Ok(Decision::Allow(identity)) => allowed(identity),

@@ -10,6 +10,11 @@
 //! knows them): they, and anything else that is not an access JWT, are
 //! inactive too.
 //!
+//! A certificate-bound token is active with its `cnf` (RFC 8705 §3.2): the
+//! caller compares it with the certificate it saw, unless a trusted
+//! gateway sent the presenter's in `http.client_certificate_header`, which
+//! is then compared here.
+//!
 //! A validator without a key set or revocation state yet answers 503
 //! `temporarily_unavailable`, not `active:false`: a gateway takes
 //! `active:false` as "this token is bad" and sends the user to log in
@@ -28,6 +33,7 @@ use super::form::Form;
 use super::oauth_error::{no_store_json, OAuthError};
 use super::{HttpState, Peer};
 use crate::access::Permission;
+use crate::transport::presenter_certificate;
 use crate::verify::access_token::AccessClaims;
 use crate::verify::model::ValidateRequest;
 use crate::verify::ErrorKind;
@@ -62,8 +68,17 @@ fn answer(
             peer,
         )
         .map_err(oauth_refusal)?;
+    let presenter = presenter_certificate::from_header(
+        headers,
+        state.settings.client_certificate_header.as_ref(),
+    )
+    .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    // Without a presenter's certificate the caller compares the token's
+    // `cnf` with it (RFC 8705 §3.2); with one, a mismatch is inactive.
     let request = ValidateRequest {
         access_token: form.required("token")?.to_owned(),
+        presenter_certificate_thumbprint: presenter.unwrap_or_default(),
+        binding_checked_by_caller: true,
         ..Default::default()
     };
     match state.backend.validation.validate(&caller, &request) {
@@ -112,6 +127,9 @@ fn active(c: &AccessClaims) -> Value {
     }
     if let Some(act) = &c.act {
         answer["act"] = json!(act);
+    }
+    if let Some(cnf) = &c.cnf {
+        answer["cnf"] = json!(cnf);
     }
     answer
 }

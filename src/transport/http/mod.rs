@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
 use axum::middleware;
 use axum::routing::{any, get, post};
 use axum::serve::IncomingStream;
@@ -56,6 +57,7 @@ use crate::access::{self, SanIdentity};
 use crate::config::Config;
 use crate::domain::Authority;
 use crate::telemetry::{Metrics, PrometheusMetrics};
+use crate::verify::binding::thumbprint_of_der;
 use crate::verify::validation::TokenValidation;
 
 pub use caller::GATEWAY_KEY_HEADER;
@@ -74,6 +76,9 @@ pub struct HttpSettings {
     pub jwks_max_age: Duration,
     /// Which endpoints for callers are served, for the metadata documents.
     pub served: Served,
+    /// Where a trusted gateway passes the presenter's client certificate
+    /// (`http.client_certificate_header`).
+    pub client_certificate_header: Option<HeaderName>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +123,19 @@ pub fn spawn(
         None => format!("http://{local}"),
     };
     let with_callers = tls || local.ip().is_loopback() || config.http.plaintext_credentials;
+    let client_certificate_header = config
+        .http
+        .client_certificate_header
+        .as_deref()
+        .map(|name| {
+            HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("http.client_certificate_header: {name:?} is not a header name"),
+                )
+            })
+        })
+        .transpose()?;
     let settings = HttpSettings {
         issuer: config.tokens.issuer.clone(),
         public_url,
@@ -126,6 +144,7 @@ pub fn spawn(
             validation: with_callers,
             sessions: with_callers && backend.authority.is_some(),
         },
+        client_certificate_header,
     };
     if !with_callers {
         tracing::info!(address = %local, "HTTP listener off loopback: the OAuth and forward-auth endpoints are off, since tokens and keys would cross the network in clear text (set http.tls, or http.plaintext_credentials when the network is protected, e.g. by a service mesh)");
@@ -194,11 +213,13 @@ where
 }
 
 /// The client: its address, for rate limits and the refusal audit, and
-/// over TLS the identities (SANs) of the certificate it presented.
+/// over TLS the identities (SANs) and x5t#S256 thumbprint of the
+/// certificate it presented (the thumbprint: for bound refresh tokens).
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: Option<SocketAddr>,
     pub identities: Arc<[SanIdentity]>,
+    pub certificate_thumbprint: Option<Arc<str>>,
 }
 
 impl Connected<IncomingStream<'_, HttpListener>> for Peer {
@@ -206,6 +227,7 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
         Peer {
             addr: *stream.remote_addr(),
             identities: Arc::new([]),
+            certificate_thumbprint: None,
         }
     }
 }
@@ -213,14 +235,14 @@ impl Connected<IncomingStream<'_, HttpListener>> for Peer {
 impl Connected<IncomingStream<'_, TlsHttpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsHttpListener>) -> Self {
         let (_, session) = stream.io().get_ref();
-        let identities = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
+        let leaf = session.peer_certificates().and_then(|chain| chain.first());
+        let identities = leaf
             .map(|leaf| access::identities(leaf.as_ref()))
             .unwrap_or_default();
         Peer {
             addr: *stream.remote_addr(),
             identities: identities.into(),
+            certificate_thumbprint: leaf.map(|leaf| Arc::from(thumbprint_of_der(leaf.as_ref()))),
         }
     }
 }

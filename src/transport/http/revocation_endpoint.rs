@@ -62,8 +62,9 @@ async fn revoke_token(
             &caller,
             &ValidateRequest {
                 access_token: token.to_owned(),
-                expected_audience: String::new(),
-                expected_tenant_id: String::new(),
+                // Whoever holds the token may end it (RFC 7009).
+                binding_checked_by_caller: true,
+                ..Default::default()
             },
         );
         match validated {

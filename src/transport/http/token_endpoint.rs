@@ -103,6 +103,9 @@ async fn refresh_grant(
     let request = RefreshRequest {
         refresh_token: form.required("refresh_token")?.to_owned(),
         device,
+        // A bound session keeps its binding; a refresh token bound to a
+        // certificate needs this connection to present it (`caller`).
+        binding: None,
     };
     let refreshed = authority.refresh(caller, request).await;
     metrics.refresh_outcome(refreshed.as_ref().map_or_else(|e| e.reason(), |_| "OK"));

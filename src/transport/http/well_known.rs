@@ -62,7 +62,7 @@ pub async fn discovery(State(state): State<Arc<HttpState>>) -> Response {
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "client_id"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "tenant", "scope", "client_id", "cnf"],
     });
     (
         [
@@ -91,6 +91,9 @@ pub async fn oauth_metadata(State(state): State<Arc<HttpState>>) -> Response {
         "jwks_uri": format!("{base}{JWKS_PATH}"),
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "token_endpoint_auth_methods_supported": client_auth,
+        // RFC 8705 §3.3: access tokens can be bound to a client
+        // certificate (TokenBinding on Issue).
+        "tls_client_certificate_bound_access_tokens": true,
         "grant_types_supported": GRANT_TYPES,
         "response_types_supported": [],
         "revocation_endpoint": format!("{base}{REVOCATION_PATH}"),

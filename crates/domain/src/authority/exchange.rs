@@ -69,6 +69,13 @@ impl Authority {
                 caller,
                 &ValidateRequest {
                     access_token: req.subject_token,
+                    // A bound subject token only from its certificate's
+                    // holder; the new token keeps the binding (`cnf`).
+                    presenter_certificate_thumbprint: caller
+                        .certificate_thumbprint
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_owned(),
                     ..ValidateRequest::default()
                 },
             )?

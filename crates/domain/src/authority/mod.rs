@@ -1,6 +1,7 @@
 //! The token authority: issues, rotates, revokes and validates, and keeps
 //! its in-memory state (keys, revocations) in step with the database.
 mod audit_reads;
+mod binding;
 mod exchange;
 mod key_withdrawal;
 mod sessions;
@@ -61,6 +62,9 @@ pub struct Settings {
     pub refresh_per_session: Option<Rate>,
     /// Which callers may exchange tokens for which audiences.
     pub exchange: ExchangePolicy,
+    /// Tenants whose tokens must be certificate-bound: Issue and Refresh
+    /// refuse without a binding, Validate refuses bearer tokens.
+    pub binding_required_tenants: Vec<String>,
 }
 
 /// Slack on top of token lifetimes, for what happens between replicas' state
@@ -128,11 +132,14 @@ impl Authority {
         }
         let keys = key_store::load_key_set(&*store, &kek).await?;
         let secret = key_store::refresh_secret(&*store, &kek, now).await?;
-        let validator = Arc::new(Validator::new(
-            settings.issuer.clone(),
-            settings.verified_token_cache,
-            settings.clock_leeway,
-        ));
+        let validator = Arc::new(
+            Validator::new(
+                settings.issuer.clone(),
+                settings.verified_token_cache,
+                settings.clock_leeway,
+            )
+            .with_binding_required(settings.binding_required_tenants.iter().cloned()),
+        );
         validator.withdraw_keys(&keys.withdrawn());
         validator.set_keys(keys.verifying());
         let refresh_limiter = settings

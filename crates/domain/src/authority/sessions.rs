@@ -4,6 +4,7 @@ use base64::Engine;
 use std::time::Duration;
 use uuid::Uuid;
 
+use super::binding::{self, Binding};
 use super::Authority;
 use crate::audit::AuditKind;
 use crate::caller::Caller;
@@ -47,7 +48,13 @@ impl Authority {
         let scopes = input::scopes(&req.scopes)?;
         let device = checked_device(&req.device)?;
         input::extra_claims(&req.extra_claims)?;
+        let binding = req
+            .binding
+            .as_ref()
+            .map(|b| binding::checked(caller, b))
+            .transpose()?;
         caller.check_tenant(&req.tenant_id)?;
+        self.check_binding_policy(&req.tenant_id, binding.as_ref())?;
 
         let now = self.now();
         let session_id = Uuid::now_v7();
@@ -77,6 +84,11 @@ impl Authority {
             device_name: device.name,
             user_agent: device.user_agent,
             ip: device.ip,
+            refresh_thumbprint: binding
+                .as_ref()
+                .filter(|b| b.refresh)
+                .map(|b| b.thumbprint.clone()),
+            certificate_thumbprint: binding.map(|b| b.thumbprint),
         };
         let cap = (self.settings.max_sessions_per_subject > 0).then(|| SessionCap {
             max: u64::from(self.settings.max_sessions_per_subject),
@@ -99,7 +111,7 @@ impl Authority {
             );
             self.mark_revoked(evicted.iter().map(String::as_str), now);
         }
-        self.token_pair(&session, &refresh_token, now)
+        self.token_pair(&session, &refresh_token, now, None)
     }
 
     async fn refresh_now(&self, caller: &Caller, req: RefreshRequest) -> Result<TokenPair> {
@@ -109,6 +121,18 @@ impl Authority {
             input::MAX_REFRESH_TOKEN,
         )?;
         let device = checked_device(&req.device)?;
+        let requested = req
+            .binding
+            .as_ref()
+            .map(|b| binding::checked(caller, b))
+            .transpose()?;
+        if requested.as_ref().is_some_and(|b| b.refresh) {
+            return Err(Error::invalid(
+                "binding.bind_refresh_token",
+                "a refresh token is bound by Issue only",
+            ));
+        }
+        let requested = requested.map(|Binding { thumbprint, .. }| thumbprint);
         let presented = self.refresh_tokens.parse(&req.refresh_token)?;
         let generation = i64::try_from(presented.generation)
             .ok()
@@ -135,13 +159,16 @@ impl Authority {
             device_name: non_empty(&device.name),
             user_agent: non_empty(&device.user_agent),
             ip: non_empty(&device.ip),
+            presenter: caller.certificate_thumbprint.as_deref(),
+            requested_binding: requested.as_deref(),
+            binding_required: self.binding_required_tenants(),
         };
         if let Some(row) = self
             .store
             .rotate(&rotation, self.settings.audit_refreshes)
             .await?
         {
-            return self.token_pair(&row, &successor, now);
+            return self.token_pair(&row, &successor, now, requested.as_deref());
         }
 
         // The rotation did not apply: find out why.
@@ -151,13 +178,21 @@ impl Authority {
             .await?
             .ok_or(Error::SessionExpired)?;
         caller.check_tenant(&session.tenant_id)?;
+        // Before the diagnosis: an attempt refused for its binding neither
+        // rotated the session nor counts as a replay (a thief without the
+        // certificate must not get the session revoked).
+        if let Some(refusal) = rotation.binding_refusal(&session) {
+            return Err(refusal);
+        }
         let presented = Presented {
             generation,
             digest: &digest,
         };
         let retry_window = self.settings.refresh_retry_window;
         match diagnose(&session, presented, now, store_now, retry_window) {
-            MissedRotation::RetryOfLastRotation => self.token_pair(&session, &successor, now),
+            MissedRotation::RetryOfLastRotation => {
+                self.token_pair(&session, &successor, now, requested.as_deref())
+            }
             MissedRotation::Reused => {
                 self.revoke_for_reuse(&session, now).await?;
                 Err(Error::TokenReused)
@@ -322,6 +357,8 @@ fn session_info(row: Session) -> SessionInfo {
         },
         audience: row.audience,
         client_id: row.client_id,
+        refresh_token_bound: row.refresh_thumbprint.is_some(),
+        certificate_thumbprint: row.certificate_thumbprint.unwrap_or_default(),
     }
 }
 

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::{Authority, REVOCATION_MARGIN};
 use crate::access_token::{self, AccessClaims};
+use crate::binding::Confirmation;
 use crate::caller::Caller;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -181,11 +182,14 @@ impl Authority {
     }
 
     /// Mints the access token for a session and pairs it with `refresh`.
+    /// The token is bound to the session's certificate, or, for an unbound
+    /// session, to `bound_to` (a refresh's own binding) if given.
     pub(super) fn token_pair(
         &self,
         row: &Session,
         refresh: &RefreshToken,
         now: Millis,
+        bound_to: Option<&str>,
     ) -> Result<TokenPair> {
         // An access token never outlives its session.
         let access_expires_at = (now + self.settings.access_ttl).min(row.expires_at);
@@ -208,6 +212,11 @@ impl Authority {
             // The issuer's, not the refresher's: stored with the session.
             client_id: row.client_id.clone(),
             act: None,
+            cnf: row
+                .certificate_thumbprint
+                .as_deref()
+                .or(bound_to)
+                .map(Confirmation::new),
             extra,
         };
         Ok(TokenPair {

@@ -31,6 +31,8 @@ fn session(id: &str, subject: &str, created_at: Millis) -> Session {
         device_name: String::new(),
         user_agent: String::new(),
         ip: String::new(),
+        certificate_thumbprint: None,
+        refresh_thumbprint: None,
     }
 }
 
@@ -254,6 +256,9 @@ async fn a_rotation_applies_once_and_stamps_the_stores_clock() {
         device_name: None,
         user_agent: None,
         ip: Some("192.0.2.7"),
+        presenter: None,
+        requested_binding: None,
+        binding_required: &[],
     };
     let rotated = store.rotate(&rotation, true).await.unwrap().unwrap();
     assert_eq!(rotated.generation, 1);

@@ -39,6 +39,12 @@ pub struct Model {
     pub device_name: String,
     pub user_agent: String,
     pub ip: String,
+    /// x5t#S256 the session's access tokens are bound to (`cnf`); NULL:
+    /// bearer tokens. Written once, by the insert.
+    pub cnf_x5t_s256: Option<String>,
+    /// x5t#S256 a refresher's connection must present; NULL: none. Written
+    /// once, by the insert; a condition of the rotation.
+    pub refresh_x5t_s256: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -70,6 +76,8 @@ impl From<Model> for token_authority_domain::session::Session {
             device_name: m.device_name,
             user_agent: m.user_agent,
             ip: m.ip,
+            certificate_thumbprint: m.cnf_x5t_s256,
+            refresh_thumbprint: m.refresh_x5t_s256,
         }
     }
 }
@@ -98,6 +106,8 @@ impl From<&token_authority_domain::session::Session> for Model {
             device_name: s.device_name.clone(),
             user_agent: s.user_agent.clone(),
             ip: s.ip.clone(),
+            cnf_x5t_s256: s.certificate_thumbprint.clone(),
+            refresh_x5t_s256: s.refresh_thumbprint.clone(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct GroupCommitStats {
 /// A rotation, owned so that it can wait in the queue.
 pub(crate) struct RotateJob {
     pub session_id: String,
-    pub tenants: Option<Vec<String>>,
+    pub tenants: Option<Box<[String]>>,
     pub from_generation: i64,
     pub from_digest: Vec<u8>,
     pub to_digest: Vec<u8>,
@@ -66,8 +66,36 @@ pub(crate) struct RotateJob {
     pub device_name: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Boxed, and `None` without any, so that queued rotations stay small.
+    pub binding: Option<Box<BindingConditions>>,
     pub audit: bool,
     reply: oneshot::Sender<StoreResult<Option<Session>>>,
+}
+
+/// The binding conditions of a rotation (see `Rotation::binding_refusal`).
+#[derive(Default)]
+pub(crate) struct BindingConditions {
+    pub presenter: Option<String>,
+    pub requested_binding: Option<String>,
+    pub binding_required: Vec<String>,
+}
+
+impl RotateJob {
+    pub fn presenter(&self) -> Option<&str> {
+        self.binding.as_ref().and_then(|b| b.presenter.as_deref())
+    }
+
+    pub fn requested_binding(&self) -> Option<&str> {
+        self.binding
+            .as_ref()
+            .and_then(|b| b.requested_binding.as_deref())
+    }
+
+    pub fn binding_required(&self) -> &[String] {
+        self.binding
+            .as_ref()
+            .map_or(&[], |b| b.binding_required.as_slice())
+    }
 }
 
 impl RotateJob {
@@ -79,7 +107,7 @@ impl RotateJob {
         let (reply, answer) = oneshot::channel();
         let job = RotateJob {
             session_id: r.session_id.to_owned(),
-            tenants: r.tenants.map(<[String]>::to_vec),
+            tenants: r.tenants.map(Box::from),
             from_generation: r.from_generation,
             from_digest: r.from_digest.to_vec(),
             to_digest: r.to_digest.to_vec(),
@@ -88,6 +116,16 @@ impl RotateJob {
             device_name: r.device_name.map(str::to_owned),
             user_agent: r.user_agent.map(str::to_owned),
             ip: r.ip.map(str::to_owned),
+            binding: (r.presenter.is_some()
+                || r.requested_binding.is_some()
+                || !r.binding_required.is_empty())
+            .then(|| {
+                Box::new(BindingConditions {
+                    presenter: r.presenter.map(str::to_owned),
+                    requested_binding: r.requested_binding.map(str::to_owned),
+                    binding_required: r.binding_required.to_vec(),
+                })
+            }),
             audit,
             reply,
         };
@@ -106,6 +144,9 @@ impl RotateJob {
             device_name: self.device_name.as_deref(),
             user_agent: self.user_agent.as_deref(),
             ip: self.ip.as_deref(),
+            presenter: self.presenter(),
+            requested_binding: self.requested_binding(),
+            binding_required: self.binding_required(),
         }
     }
 }

@@ -24,6 +24,10 @@ use crate::{Store, StoreResult};
 /// and the audit time are the service's, like every other audit event.
 /// `COALESCE` keeps a device field that the refresh did not send.
 /// `client_id` is only returned: it is the issuer's for the whole session.
+/// So are the binding columns, read as conditions (`Rotation::binding_refusal`):
+/// a refresher must present a bound refresh token's certificate, may not
+/// ask for a binding other than the session's, and must ask for one for an
+/// unbound session of a tenant that requires it (`required`).
 ///
 /// The liveness conditions are written so that no index can serve them
 /// (`revoked_at IS NULL` would match the partial index of live sessions):
@@ -42,12 +46,15 @@ use crate::{Store, StoreResult};
 pub(crate) const ROTATE_BATCH: &str = "\
 WITH input AS (
   SELECT * FROM unnest($1::int4[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[],
-                       $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[])
+                       $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::bool[],
+                       $15::text[], $16::text[])
     AS i(ord, id, from_generation, from_digest, to_digest, now, idle_expires_at,
-         device_name, user_agent, ip, audit, tenant_filtered)
+         device_name, user_agent, ip, audit, tenant_filtered, presenter, requested_binding)
   ORDER BY id
 ), allowed AS (
   SELECT * FROM unnest($13::int4[], $14::text[]) AS a(ord, tenant_id)
+), required AS (
+  SELECT * FROM unnest($17::int4[], $18::text[]) AS r(ord, tenant_id)
 ), rotated AS (
   UPDATE sessions s SET
     generation = i.from_generation + 1,
@@ -68,10 +75,15 @@ WITH input AS (
     AND s.idle_expires_at - i.now > 0
     AND (NOT i.tenant_filtered
          OR EXISTS (SELECT 1 FROM allowed a WHERE a.ord = i.ord AND a.tenant_id = s.tenant_id))
+    AND (s.refresh_x5t_s256 IS NULL OR s.refresh_x5t_s256 = i.presenter)
+    AND (i.requested_binding IS NULL OR s.cnf_x5t_s256 IS NULL OR s.cnf_x5t_s256 = i.requested_binding)
+    AND (i.requested_binding IS NOT NULL OR s.cnf_x5t_s256 IS NOT NULL
+         OR NOT EXISTS (SELECT 1 FROM required r WHERE r.ord = i.ord AND r.tenant_id = s.tenant_id))
   RETURNING i.ord, i.audit, s.id, s.tenant_id, s.subject, s.audience, s.scopes, s.extra_claims,
             s.client_id, s.generation, s.token_digest, s.previous_digest, s.rotated_at,
             s.created_at, s.last_used_at, s.expires_at, s.idle_expires_at, s.revoked_at,
-            s.revoke_reason, s.revocation_seq, s.device_name, s.user_agent, s.ip
+            s.revoke_reason, s.revocation_seq, s.device_name, s.user_agent, s.ip,
+            s.cnf_x5t_s256, s.refresh_x5t_s256
 ), audited AS (
   INSERT INTO audit_events (occurred_at, kind, tenant_id, subject, session_id, detail)
   SELECT last_used_at, 'refreshed', tenant_id, subject, id, 'generation ' || generation
@@ -127,10 +139,16 @@ fn bind_batch<'q>(
 ) -> sqlx::query::Query<'q, sqlx::Postgres, PgArguments> {
     let mut allowed_ord = Vec::new();
     let mut allowed_tenant = Vec::new();
+    let mut required_ord = Vec::new();
+    let mut required_tenant = Vec::new();
     for (ord, job) in (0i32..).zip(jobs) {
-        for tenant in job.tenants.iter().flatten() {
+        for tenant in job.tenants.as_deref().into_iter().flatten() {
             allowed_ord.push(ord);
             allowed_tenant.push(tenant.as_str());
+        }
+        for tenant in job.binding_required() {
+            required_ord.push(ord);
+            required_tenant.push(tenant.as_str());
         }
     }
     let column = |f: fn(&RotateJob) -> Option<&str>| jobs.iter().map(f).collect::<Vec<_>>();
@@ -161,6 +179,10 @@ fn bind_batch<'q>(
         .bind(jobs.iter().map(|j| j.tenants.is_some()).collect::<Vec<_>>())
         .bind(allowed_ord)
         .bind(allowed_tenant)
+        .bind(column(RotateJob::presenter))
+        .bind(column(RotateJob::requested_binding))
+        .bind(required_ord)
+        .bind(required_tenant)
 }
 
 /// The plan PostgreSQL chooses for a batch of `rotation` alone (for
@@ -204,6 +226,8 @@ fn session(row: &PgRow) -> Result<Session, sqlx::Error> {
         device_name: row.try_get("device_name")?,
         user_agent: row.try_get("user_agent")?,
         ip: row.try_get("ip")?,
+        certificate_thumbprint: row.try_get("cnf_x5t_s256")?,
+        refresh_thumbprint: row.try_get("refresh_x5t_s256")?,
     })
 }
 

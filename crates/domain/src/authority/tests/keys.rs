@@ -183,6 +183,7 @@ async fn another_replica_shares_the_keys_and_secret_and_learns_revocations_by_sy
             RefreshRequest {
                 refresh_token: pair.refresh_token,
                 device: Device::default(),
+                binding: None,
             },
         )
         .await

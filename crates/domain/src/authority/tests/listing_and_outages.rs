@@ -54,6 +54,8 @@ async fn sessions_are_listed_in_creation_order_page_by_page() {
             audience: "api".into(),
             scopes: vec!["read".into(), "write".into()],
             client_id: "anonymous".into(),
+            certificate_thumbprint: String::new(),
+            refresh_token_bound: false,
         }
     );
 
@@ -97,6 +99,7 @@ async fn a_listed_session_shows_its_refreshes_and_new_device() {
                     user_agent: "test/2".into(),
                     ip: "2001:db8::1".into(),
                 },
+                binding: None,
             },
         )
         .await

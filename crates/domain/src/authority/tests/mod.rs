@@ -59,6 +59,7 @@ fn settings(kek_file: PathBuf) -> Settings {
         max_sessions_per_subject: 0,
         refresh_per_session: None,
         exchange: Default::default(),
+        binding_required_tenants: Vec::new(),
     }
 }
 
@@ -76,6 +77,7 @@ fn limited_to(name: &str, tenants: &[&str]) -> Caller {
                 .map(|t| t.to_string())
                 .collect::<BTreeSet<_>>(),
         )),
+        certificate_thumbprint: None,
     }
 }
 
@@ -155,6 +157,7 @@ impl Fixture {
                         ip: "192.0.2.1".into(),
                     },
                     extra_claims: Map::new(),
+                    binding: None,
                 },
             )
             .await
@@ -171,6 +174,7 @@ impl Fixture {
                 RefreshRequest {
                     refresh_token: refresh_token.into(),
                     device: Device::default(),
+                    binding: None,
                 },
             )
             .await
@@ -245,7 +249,7 @@ fn validate(authority: &Authority, caller: &Caller, access_token: &str) -> Resul
         &ValidateRequest {
             access_token: access_token.into(),
             expected_audience: "api".into(),
-            expected_tenant_id: String::new(),
+            ..Default::default()
         },
     )
 }
@@ -265,6 +269,7 @@ macro_rules! assert_err {
 }
 
 mod audit_reads;
+mod binding;
 mod input;
 mod keys;
 mod listing_and_outages;
