@@ -5,20 +5,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse as CheckHttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use tempfile::TempDir;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
+use crate::certs::*;
 use crate::common::*;
 use crate::ext_authz::check_request;
+use crate::sidecar::TestSidecar;
 use token_authority::access::config::{CallerConfig, ExchangeConfig};
 use token_authority::access::Permission;
 use token_authority::config::tls::ClientAuth;
@@ -26,64 +21,9 @@ use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb};
 use token_authority::verify::binding::thumbprint_of_der;
 
-type Ca = CertifiedIssuer<'static, KeyPair>;
-
-/// A certificate: PEM, private key and DER.
-struct Cert {
-    pem: String,
-    key: String,
-    der: Vec<u8>,
-}
-
-impl Cert {
-    fn thumbprint(&self) -> String {
-        thumbprint_of_der(&self.der)
-    }
-
-    /// As Envoy sends it in `source.certificate`.
-    fn url_encoded_pem(&self) -> String {
-        percent_encoding::utf8_percent_encode(&self.pem, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-    }
-
-    /// As a gateway sends it in an RFC 9440 `Client-Cert` header.
-    fn rfc9440(&self) -> String {
-        format!(":{}:", STANDARD.encode(&self.der))
-    }
-}
-
-fn new_ca() -> Ca {
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "binding test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
-}
-
-fn cert(ca: &Ca, san: SanType, usage: ExtendedKeyUsagePurpose) -> Cert {
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![san];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, ca).expect("certificate");
-    Cert {
-        pem: cert.pem(),
-        key: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
-
-fn client_cert(ca: &Ca, spiffe_id: &str) -> Cert {
-    let san = SanType::URI(spiffe_id.try_into().expect("IA5 string"));
-    cert(ca, san, ExtendedKeyUsagePurpose::ClientAuth)
+/// A client certificate naming `spiffe_id`.
+fn spiffe_cert(ca: &Ca, spiffe_id: &str) -> Cert {
+    client_cert(ca, uri(spiffe_id))
 }
 
 fn bound_to(thumbprint: &str) -> pb::TokenBinding {
@@ -124,10 +64,10 @@ fn cnf_of(token: &str) -> Option<String> {
 async fn bound_tokens_validate_only_for_their_certificate(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut client = server.client();
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let (mine, other) = (
-        client_cert(&ca, "spiffe://test/api"),
-        client_cert(&ca, "spiffe://test/other"),
+        spiffe_cert(&ca, "spiffe://test/api"),
+        spiffe_cert(&ca, "spiffe://test/other"),
     );
     let pair = client
         .issue(issue_bound("acme", bound_to(&mine.thumbprint())))
@@ -270,10 +210,10 @@ async fn binding_requests_are_checked(backend: Backend) {
 
 async fn envoy_check_compares_the_peer_certificate(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let (mine, other) = (
-        client_cert(&ca, "spiffe://test/web"),
-        client_cert(&ca, "spiffe://test/other"),
+        spiffe_cert(&ca, "spiffe://test/web"),
+        spiffe_cert(&ca, "spiffe://test/other"),
     );
     let pair = server
         .client()
@@ -336,23 +276,19 @@ const LOGIN_ID: &str = "spiffe://test/ns/prod/sa/login";
 const THIEF_ID: &str = "spiffe://test/ns/prod/sa/thief";
 
 /// A caller recognised by its client certificate's SAN.
-fn certificate_caller(name: &str, identity: &str) -> CallerConfig {
+fn login_caller(name: &str, identity: &str) -> CallerConfig {
+    let permissions = [
+        Permission::Issue,
+        Permission::Refresh,
+        Permission::ListSessions,
+        Permission::Exchange,
+    ];
     CallerConfig {
-        name: name.into(),
-        key_sha256: Vec::new(),
-        identities: vec![identity.into()],
-        permissions: vec![
-            Permission::Issue,
-            Permission::Refresh,
-            Permission::ListSessions,
-            Permission::Exchange,
-        ],
-        tenants: vec!["*".into()],
-        rate: None,
         exchange: Some(ExchangeConfig {
             subject_audiences: vec!["api".into()],
             target_audiences: vec!["billing".into()],
         }),
+        ..certificate_caller(name, identity, &permissions)
     }
 }
 
@@ -360,26 +296,9 @@ fn certificate_caller(name: &str, identity: &str) -> CallerConfig {
 /// 127.0.0.1, taking client certificates of `ca`, with `callers`.
 async fn start_tls(backend: Backend, ca: &Ca, callers: Vec<CallerConfig>) -> (TestServer, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server_cert = cert(
-        ca,
-        SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path
-    };
-    let (cert_file, key_file, ca_file) = (
-        write("server.pem", &server_cert.pem),
-        write("server.key", &server_cert.key),
-        write("client-ca.pem", &ca.pem()),
-    );
+    let files = ServerFiles::write(ca, &dir);
     let server = TestServer::start_with(backend, |config| {
-        config.tls.cert_file = Some(cert_file);
-        config.tls.key_file = Some(key_file);
-        config.tls.client_ca_file = Some(ca_file);
-        config.tls.client_auth = ClientAuth::Optional;
+        files.configure(config, ClientAuth::Optional);
         config.http.tls = true;
         config.auth.callers = callers;
     })
@@ -388,20 +307,7 @@ async fn start_tls(backend: Backend, ca: &Ca, callers: Vec<CallerConfig>) -> (Te
 }
 
 async fn tls_client(addr: SocketAddr, ca: &Ca, identity: Option<&Cert>) -> Client {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
-    if let Some(cert) = identity {
-        tls = tls.identity(Identity::from_pem(&cert.pem, &cert.key));
-    }
-    let channel: Channel = Endpoint::from_shared(format!("https://{addr}"))
-        .expect("uri")
-        .tls_config(tls)
-        .expect("tls")
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connects");
-    TokenAuthorityClient::new(channel)
+    TokenAuthorityClient::new(connect(addr, ca, identity).await.expect("connects"))
 }
 
 async fn refresh_over(
@@ -424,17 +330,17 @@ async fn refresh_over(
 }
 
 async fn a_bound_refresh_token_rotates_only_for_its_certificate(backend: Backend) {
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let keyed = TestCaller::new("keyed", &[Permission::Refresh], &["*"]);
     let callers = vec![
-        certificate_caller("login", LOGIN_ID),
-        certificate_caller("thief", THIEF_ID),
+        login_caller("login", LOGIN_ID),
+        login_caller("thief", THIEF_ID),
         keyed.config.clone(),
     ];
     let (server, _dir) = start_tls(backend, &ca, callers).await;
-    let login_cert = client_cert(&ca, LOGIN_ID);
+    let login_cert = spiffe_cert(&ca, LOGIN_ID);
     let mut login = tls_client(server.addr, &ca, Some(&login_cert)).await;
-    let mut thief = tls_client(server.addr, &ca, Some(&client_cert(&ca, THIEF_ID))).await;
+    let mut thief = tls_client(server.addr, &ca, Some(&spiffe_cert(&ca, THIEF_ID))).await;
     let mut without_certificate = tls_client(server.addr, &ca, None).await;
 
     let binding = pb::TokenBinding {
@@ -497,10 +403,10 @@ async fn introspection_shows_cnf_and_authz_needs_the_header(backend: Backend) {
         c.http.client_certificate_header = Some("Client-Cert".into());
     })
     .await;
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let (mine, other) = (
-        client_cert(&ca, "spiffe://test/web"),
-        client_cert(&ca, "spiffe://test/other"),
+        spiffe_cert(&ca, "spiffe://test/web"),
+        spiffe_cert(&ca, "spiffe://test/other"),
     );
     let pair = server
         .client()
@@ -672,13 +578,13 @@ async fn token_endpoint(
 }
 
 async fn the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate(backend: Backend) {
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let callers = vec![
-        certificate_caller("login", LOGIN_ID),
-        certificate_caller("thief", THIEF_ID),
+        login_caller("login", LOGIN_ID),
+        login_caller("thief", THIEF_ID),
     ];
     let (server, dir) = start_tls(backend, &ca, callers).await;
-    let (login_cert, thief_cert) = (client_cert(&ca, LOGIN_ID), client_cert(&ca, THIEF_ID));
+    let (login_cert, thief_cert) = (spiffe_cert(&ca, LOGIN_ID), spiffe_cert(&ca, THIEF_ID));
     let mut login = tls_client(server.addr, &ca, Some(&login_cert)).await;
     let binding = pb::TokenBinding {
         bind_to_caller_certificate: true,
@@ -715,15 +621,15 @@ async fn the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate(b
 }
 
 async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
-    let ca = new_ca();
+    let ca = new_ca("binding test CA");
     let callers = vec![
-        certificate_caller("login", LOGIN_ID),
-        certificate_caller("thief", THIEF_ID),
+        login_caller("login", LOGIN_ID),
+        login_caller("thief", THIEF_ID),
     ];
     let (server, _dir) = start_tls(backend, &ca, callers).await;
-    let login_cert = client_cert(&ca, LOGIN_ID);
+    let login_cert = spiffe_cert(&ca, LOGIN_ID);
     let mut login = tls_client(server.addr, &ca, Some(&login_cert)).await;
-    let mut thief = tls_client(server.addr, &ca, Some(&client_cert(&ca, THIEF_ID))).await;
+    let mut thief = tls_client(server.addr, &ca, Some(&spiffe_cert(&ca, THIEF_ID))).await;
     let binding = pb::TokenBinding {
         bind_to_caller_certificate: true,
         ..Default::default()
@@ -761,11 +667,6 @@ async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
 /// A validation sidecar checks `cnf` from memory, and enforces the tenant
 /// policy of its own configuration.
 async fn a_sidecar_checks_bindings_and_its_own_policy(backend: Backend) {
-    use std::sync::Arc;
-    use token_authority::config::Config;
-    use token_authority::sidecar::{Sidecar, Upstream};
-    use token_authority::telemetry::Telemetry;
-
     let authority = TestServer::start(backend).await;
     let thumbprint = thumbprint_of_der(b"a certificate");
     let bound = authority
@@ -778,45 +679,11 @@ async fn a_sidecar_checks_bindings_and_its_own_policy(backend: Backend) {
         .expect("tokens");
     let bearer = authority.issue("acme", "alice").await;
 
-    let mut config = Config::default();
-    config.sidecar.upstream = Some(format!("http://{}", authority.addr));
-    config.tokens.binding_required_tenants = vec!["acme".into()];
-    let sidecar = Arc::new(
-        Sidecar::new(
-            config.tokens.issuer.clone(),
-            config.tokens.verified_token_cache,
-            config.tokens.clock_leeway,
-            config.sidecar.max_staleness,
-            authority.clock.clone(),
-        )
-        .with_binding_required(config.tokens.binding_required_tenants.clone()),
-    );
-    let upstream = Upstream::from_config(&config.sidecar, config.watch_heartbeat, false).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let telemetry = Telemetry::new(&config.telemetry).unwrap();
-        token_authority::sidecar::serve(
-            sidecar,
-            upstream,
-            &config,
-            &telemetry,
-            listener,
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        )
-        .await
-        .expect("sidecar runs");
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = TokenAuthorityClient::new(channel);
+    let sidecar = TestSidecar::start_with(&authority, Duration::from_secs(300), |c| {
+        c.tokens.binding_required_tenants = vec!["acme".into()];
+    })
+    .await;
+    let mut client = sidecar.client.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let claims = loop {
         match validate_presented(&mut client, &bound.access_token, &thumbprint).await {
@@ -843,7 +710,6 @@ async fn a_sidecar_checks_bindings_and_its_own_policy(backend: Backend) {
         .validate(&bearer.access_token)
         .await
         .expect("no policy at the authority");
-    let _ = stop.send(());
 }
 
 crate::on_both_backends!(

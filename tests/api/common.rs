@@ -565,3 +565,18 @@ pub async fn http_request(
         body: body.to_owned(),
     }
 }
+
+/// The kids of the key set `client` publishes (GetJwks), sorted.
+pub async fn jwks_kids(client: &mut Client) -> Vec<String> {
+    let mut kids: Vec<String> = client
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .expect("GetJwks")
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    kids.sort();
+    kids
+}

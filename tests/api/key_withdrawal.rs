@@ -11,10 +11,10 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::common::*;
-use crate::processes::{free_port, Replica};
+use crate::processes::Replica;
+use crate::sidecar::SidecarProcess;
 use token_authority::domain::audit::AuditKind;
 use token_authority::proto::admin_client::AdminClient;
-use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{self as pb, KeyStatus};
 
 fn kid_of(jwt: &str) -> String {
@@ -35,18 +35,6 @@ async fn withdraw(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-async fn jwks_kids(client: &mut Client) -> Vec<String> {
-    client
-        .get_jwks(pb::GetJwksRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.kid)
-        .collect()
 }
 
 async fn withdrawing_the_signing_key_hands_over_to_the_pending_one(backend: Backend) {
@@ -222,58 +210,6 @@ async fn the_cli_withdraws_a_key_under_a_running_server() {
     server.validate(&refreshed.access_token).await.unwrap();
 }
 
-/// A `token-authority sidecar` process following `upstream`.
-struct SidecarProcess {
-    client: Client,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl SidecarProcess {
-    async fn start(upstream: std::net::SocketAddr, token: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = crate::logs::child_log_path("sidecar", &dir.path().join("sidecar.log"));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-authority"))
-            .args([
-                "sidecar",
-                "--upstream",
-                &format!("http://{upstream}"),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .current_dir(dir.path())
-            .env("TOKEN_AUTHORITY_WATCH_HEARTBEAT", "200ms")
-            .env("TOKEN_AUTHORITY_LOG__FILTER", crate::logs::FILTER)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .unwrap()
-                .connect()
-                .await
-            {
-                let mut client = TokenAuthorityClient::new(channel);
-                if validate_with(&mut client, token).await.is_ok() {
-                    return Self {
-                        client,
-                        _child: child,
-                        _dir: dir,
-                    };
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "sidecar never validated"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 /// Polls every 2 ms until `client` refuses `token` with KEY_WITHDRAWN.
 async fn until_refused(mut client: Client, token: String, since: Instant) -> Duration {
     loop {
@@ -316,7 +252,7 @@ async fn a_withdrawal_reaches_every_replica_and_sidecar() {
         .into_inner();
     let pair = issue_with(&mut first.client(), "acme", "alice").await;
     let compromised = kid_of(&pair.access_token);
-    let sidecar = SidecarProcess::start(replicas[2].addr, &pair.access_token).await;
+    let sidecar = SidecarProcess::start(replicas[2].addr, &[], &pair.access_token).await;
     // Everyone knows the pending key before the withdrawal (published ahead).
     let started = Instant::now();
     for replica in &replicas {

@@ -32,21 +32,6 @@ fn kek_of(server: &TestServer) -> Kek {
     Kek::new(&STANDARD.decode(text.trim()).expect("base64")).expect("kek")
 }
 
-async fn jwks_kids(server: &TestServer) -> Vec<String> {
-    let mut kids: Vec<String> = server
-        .client()
-        .get_jwks(pb::GetJwksRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
-    kids.sort();
-    kids
-}
-
 async fn key_statuses(server: &TestServer) -> Vec<(String, i32)> {
     server
         .admin_client()
@@ -77,7 +62,7 @@ async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(
     // Published at once: every verifier learns it before any token carries it.
     let mut both = vec![old_kid.clone(), new_key.kid.clone()];
     both.sort();
-    assert_eq!(jwks_kids(&server).await, both);
+    assert_eq!(jwks_kids(&mut server.client()).await, both);
     let before = server.issue("acme", "bob").await;
     assert_eq!(
         header_of(&before.access_token).0,
@@ -135,7 +120,10 @@ async fn rotation_publishes_first_then_signs_and_old_tokens_live_out_their_time(
     let report = server.purger.purge_once().await.unwrap();
     assert_eq!(report.deleted(PurgeKind::SigningKeysRetired), 1);
     server.authority.sync_from_store().await.unwrap();
-    assert_eq!(jwks_kids(&server).await, vec![new_key.kid.clone()]);
+    assert_eq!(
+        jwks_kids(&mut server.client()).await,
+        vec![new_key.kid.clone()]
+    );
     let rotations = server.audit_events(AuditKind::KeyRotated, 2).await;
     let by: Vec<_> = rotations.iter().map(|e| e.subject.as_str()).collect();
     assert_eq!(by, vec!["first start", "anonymous"]);

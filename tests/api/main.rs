@@ -5,6 +5,7 @@ mod access;
 mod audit_log;
 mod bad_input;
 mod binding;
+mod certs;
 mod claims;
 mod common;
 mod config_cli;

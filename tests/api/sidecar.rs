@@ -13,6 +13,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::common::*;
+use crate::processes::free_port;
 use token_authority::access::Permission;
 use token_authority::config::Config;
 use token_authority::proto as pb;
@@ -22,8 +23,8 @@ use token_authority::telemetry::Telemetry;
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
 
-struct TestSidecar {
-    client: Client,
+pub struct TestSidecar {
+    pub client: Client,
     channel: Channel,
     http_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -32,21 +33,34 @@ struct TestSidecar {
 impl TestSidecar {
     /// An in-process sidecar of `authority`, on the authority's clock.
     async fn start(authority: &TestServer, max_staleness: Duration) -> Self {
+        Self::start_with(authority, max_staleness, |_| {}).await
+    }
+
+    /// Like `start`, after `tweak` adjusted the sidecar's config.
+    pub async fn start_with(
+        authority: &TestServer,
+        max_staleness: Duration,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::default();
         config.sidecar.upstream = Some(format!("http://{}", authority.addr));
         config.sidecar.max_staleness = max_staleness;
         config.watch_heartbeat = HEARTBEAT;
+        tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
-        let sidecar = Arc::new(Sidecar::new(
-            config.tokens.issuer.clone(),
-            config.tokens.verified_token_cache,
-            config.tokens.clock_leeway,
-            max_staleness,
-            authority.clock.clone(),
-        ));
+        let sidecar = Arc::new(
+            Sidecar::new(
+                config.tokens.issuer.clone(),
+                config.tokens.verified_token_cache,
+                config.tokens.clock_leeway,
+                max_staleness,
+                authority.clock.clone(),
+            )
+            .with_binding_required(config.tokens.binding_required_tenants.clone()),
+        );
         let upstream =
             Upstream::from_config(&config.sidecar, config.watch_heartbeat, false).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -98,6 +112,66 @@ impl Drop for TestSidecar {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// A `token-authority sidecar` process following `upstream` (plain HTTP,
+/// loopback), with `env` added, once it validates `token`.
+pub struct SidecarProcess {
+    pub client: Client,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SidecarProcess {
+    pub async fn start(
+        upstream: SocketAddr,
+        env: &[(&str, &std::ffi::OsStr)],
+        token: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = crate::logs::child_log_path("sidecar", &dir.path().join("sidecar.log"));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-authority"))
+            .args([
+                "sidecar",
+                "--upstream",
+                &format!("http://{upstream}"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .current_dir(dir.path())
+            .env("TOKEN_AUTHORITY_WATCH_HEARTBEAT", "200ms")
+            .env("TOKEN_AUTHORITY_LOG__FILTER", crate::logs::FILTER)
+            .envs(env.iter().copied())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut client = None;
+        within(
+            Duration::from_secs(30),
+            "sidecar process validating",
+            async || {
+                let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                else {
+                    return false;
+                };
+                let mut c = TokenAuthorityClient::new(channel);
+                let ok = validate_with(&mut c, token).await.is_ok();
+                client = Some(c);
+                ok
+            },
+        )
+        .await;
+        Self {
+            client: client.unwrap(),
+            _child: child,
+            _dir: dir,
         }
     }
 }
@@ -375,48 +449,16 @@ async fn sidecar_process_follows_an_authority_that_requires_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("upstream.key");
     std::fs::write(&key_file, &follower.key).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = crate::logs::child_log_path("sidecar", &dir.path().join("sidecar.log"));
-    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_token-authority"))
-        .args([
-            "sidecar",
-            "--upstream",
-            &format!("http://{}", authority.addr),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(dir.path())
-        .env("TOKEN_AUTHORITY_SIDECAR__UPSTREAM_KEY_FILE", &key_file)
-        .env("TOKEN_AUTHORITY_WATCH_HEARTBEAT", "200ms")
-        .env("TOKEN_AUTHORITY_LOG__FILTER", crate::logs::FILTER)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut client = None;
-    within(
-        Duration::from_secs(30),
-        "sidecar process validating",
-        async || {
-            let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .unwrap()
-                .connect()
-                .await
-            else {
-                return false;
-            };
-            let mut c = TokenAuthorityClient::new(channel);
-            let ok = validate_with(&mut c, &pair.access_token).await.is_ok();
-            client = Some(c);
-            ok
-        },
+    let sidecar = SidecarProcess::start(
+        authority.addr,
+        &[(
+            "TOKEN_AUTHORITY_SIDECAR__UPSTREAM_KEY_FILE",
+            key_file.as_os_str(),
+        )],
+        &pair.access_token,
     )
     .await;
-    let mut client = client.unwrap();
+    let mut client = sidecar.client.clone();
     let claims = validate_with(&mut client, &pair.access_token)
         .await
         .unwrap();

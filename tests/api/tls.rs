@@ -3,14 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
 use tempfile::TempDir;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+use crate::certs::*;
 use crate::common::*;
 use token_authority::access::config::CallerConfig;
 use token_authority::access::{new_bearer_key, Permission};
@@ -20,65 +17,6 @@ use token_authority::proto::{self as pb};
 
 const LOGIN_ID: &str = "spiffe://test/ns/prod/sa/login";
 const GATEWAY_ID: &str = "gateway.test";
-
-type Ca = CertifiedIssuer<'static, KeyPair>;
-
-/// A certificate and its private key, PEM.
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-fn new_ca(name: &str) -> Ca {
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
-}
-
-fn leaf(ca: &Ca, san: SanType, usage: ExtendedKeyUsagePurpose) -> Pem {
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![san];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, ca).expect("leaf certificate");
-    Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-fn client_cert(ca: &Ca, san: SanType) -> Pem {
-    leaf(ca, san, ExtendedKeyUsagePurpose::ClientAuth)
-}
-
-fn uri(value: &str) -> SanType {
-    SanType::URI(value.try_into().expect("IA5 string"))
-}
-
-fn dns(value: &str) -> SanType {
-    SanType::DnsName(value.try_into().expect("IA5 string"))
-}
-
-/// A caller recognised only by a certificate SAN.
-fn certificate_caller(name: &str, identity: &str, permissions: &[Permission]) -> CallerConfig {
-    CallerConfig {
-        name: name.into(),
-        key_sha256: Vec::new(),
-        identities: vec![identity.into()],
-        permissions: permissions.to_vec(),
-        tenants: vec!["*".into()],
-        rate: None,
-        exchange: None,
-    }
-}
 
 /// A server with a certificate for 127.0.0.1 from `ca`, which also signs
 /// the client certificates it accepts. The returned dir holds the PEM files.
@@ -95,59 +33,6 @@ async fn start_tls_server(
     })
     .await;
     (server, dir)
-}
-
-/// PEM files of a server certificate for 127.0.0.1 from `ca`, and of `ca`
-/// as the client CA (`client-ca.pem`).
-struct ServerFiles {
-    cert_file: std::path::PathBuf,
-    key_file: std::path::PathBuf,
-    client_ca_file: std::path::PathBuf,
-}
-
-impl ServerFiles {
-    fn write(ca: &Ca, dir: &TempDir) -> Self {
-        let server_cert = leaf(
-            ca,
-            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let write = |name: &str, pem: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, pem).expect("write PEM");
-            path
-        };
-        Self {
-            cert_file: write("server.pem", &server_cert.cert),
-            key_file: write("server.key", &server_cert.key),
-            client_ca_file: write("client-ca.pem", &ca.pem()),
-        }
-    }
-
-    fn configure(&self, config: &mut token_authority::config::Config, client_auth: ClientAuth) {
-        config.tls.cert_file = Some(self.cert_file.clone());
-        config.tls.key_file = Some(self.key_file.clone());
-        config.tls.client_ca_file = Some(self.client_ca_file.clone());
-        config.tls.client_auth = client_auth;
-    }
-}
-
-/// Connects over TLS, trusting `ca`, presenting `identity` if given.
-async fn connect(
-    addr: SocketAddr,
-    ca: &Ca,
-    identity: Option<&Pem>,
-) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
-    if let Some(pem) = identity {
-        tls = tls.identity(Identity::from_pem(&pem.cert, &pem.key));
-    }
-    Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
 }
 
 /// Issue over `channel` (if it connected), with `authorization: Bearer <key>` if given.
@@ -270,7 +155,7 @@ async fn optional_client_auth_takes_a_bearer_key_or_a_certificate() {
         service.config.clone(),
     ];
     let (server, _dir) = start_tls_server(&ca, ClientAuth::Optional, callers).await;
-    let issue = |identity: Option<Pem>, key: Option<String>| {
+    let issue = |identity: Option<Cert>, key: Option<String>| {
         let (addr, ca) = (server.addr, &ca);
         async move { issue_over(connect(addr, ca, identity.as_ref()).await, key.as_deref()).await }
     };
@@ -312,7 +197,7 @@ async fn optional_client_auth_takes_a_bearer_key_or_a_certificate() {
 async fn curl(
     dir: &std::path::Path,
     url: &str,
-    cert: Option<&Pem>,
+    cert: Option<&Cert>,
     form: Option<&str>,
 ) -> (u16, String) {
     let mut command = tokio::process::Command::new("curl");
@@ -322,7 +207,7 @@ async fn curl(
         .arg(dir.join("client-ca.pem"));
     if let Some(pem) = cert {
         let (cert_file, key_file) = (dir.join("curl.pem"), dir.join("curl.key"));
-        std::fs::write(&cert_file, &pem.cert).expect("write");
+        std::fs::write(&cert_file, &pem.pem).expect("write");
         std::fs::write(&key_file, &pem.key).expect("write");
         command
             .arg("--cert")
