@@ -24,15 +24,17 @@ const ENV: &[(&str, &str)] = &[
 /// What every call of the load saw, by time since the start.
 #[derive(Default)]
 struct Record {
-    /// (at, latency) of every successful refresh.
+    /// (sent at, latency) of every successful refresh.
     refreshed: Vec<(Duration, Duration)>,
-    /// (at, code, reason) of every failed call.
-    failed: Vec<(Duration, Code, String)>,
+    /// Per refreshing client: its first failure and its next success.
+    outages: Vec<(Duration, Duration)>,
+    /// (at, call, code, reason) of every failed call.
+    failed: Vec<(Duration, &'static str, Code, String)>,
     unavailable_without_retry_info: u32,
 }
 
 impl Record {
-    fn fail(&mut self, at: Duration, status: &Status) {
+    fn fail(&mut self, at: Duration, call: &'static str, status: &Status) {
         if status.code() == Code::Unavailable && status.get_details_retry_info().is_none() {
             self.unavailable_without_retry_info += 1;
         }
@@ -40,7 +42,7 @@ impl Record {
             .get_details_error_info()
             .map(|i| i.reason)
             .unwrap_or_default();
-        self.failed.push((at, status.code(), reason));
+        self.failed.push((at, call, status.code(), reason));
     }
 }
 
@@ -63,21 +65,27 @@ async fn refreshing_client(
     mut client: Client,
     mut last: pb::TokenPair,
 ) -> pb::TokenPair {
+    let mut failing_since = None;
     while !load.stop.load(Ordering::Relaxed) {
-        let sent = Instant::now();
+        let sent = load.at();
         match refresh_with(&mut client, &last.refresh_token).await {
             Ok(next) => {
                 last = next;
-                let at = load.at();
-                load.record
-                    .lock()
-                    .unwrap()
-                    .refreshed
-                    .push((at, sent.elapsed()));
+                {
+                    let mut record = load.record.lock().unwrap();
+                    record.refreshed.push((sent, load.at() - sent));
+                    if let Some(since) = failing_since.take() {
+                        record.outages.push((since, load.at()));
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(status) => {
-                load.record.lock().unwrap().fail(load.at(), &status);
+                failing_since.get_or_insert(load.at());
+                load.record
+                    .lock()
+                    .unwrap()
+                    .fail(load.at(), "refresh", &status);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -98,7 +106,11 @@ async fn revoking_client(load: Arc<Load>, mut client: Client) -> Vec<(Duration, 
                 .await
             {
                 Ok(r) => break r.into_inner().tokens.expect("tokens"),
-                Err(status) => load.record.lock().unwrap().fail(load.at(), &status),
+                Err(status) => load
+                    .record
+                    .lock()
+                    .unwrap()
+                    .fail(load.at(), "issue", &status),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -110,7 +122,11 @@ async fn revoking_client(load: Arc<Load>, mut client: Client) -> Vec<(Duration, 
         loop {
             match client.revoke(request.clone()).await {
                 Ok(_) => break,
-                Err(status) => load.record.lock().unwrap().fail(load.at(), &status),
+                Err(status) => load
+                    .record
+                    .lock()
+                    .unwrap()
+                    .fail(load.at(), "revoke", &status),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -229,22 +245,27 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     let first_failure = record
         .failed
         .iter()
-        .map(|(at, _, _)| *at)
-        .filter(|at| *at >= killed_at)
-        .fold(None, |min: Option<Duration>, at| {
-            Some(min.map_or(at, |m| m.min(at)))
-        });
+        .filter(|(_, call, _, _)| *call == "refresh")
+        .map(|(at, _, _, _)| *at)
+        .min();
+    // A refresh sent after the first failure: one sent before and answered
+    // late had its commit done before the kill.
     let first_success_after = first_failure.and_then(|f| {
         record
             .refreshed
             .iter()
-            .map(|(at, _)| *at)
-            .filter(|at| *at > f)
-            .fold(None, |min: Option<Duration>, at| {
-                Some(min.map_or(at, |m| m.min(at)))
-            })
+            .map(|(sent, latency)| (*sent, *sent + *latency))
+            .filter(|(sent, _)| *sent > f)
+            .map(|(_, answered)| answered)
+            .min()
     });
-    let last_failure = record.failed.iter().map(|(at, _, _)| *at).max();
+    let last_failure = record.failed.iter().map(|(at, _, _, _)| *at).max();
+    let longest_client_outage = record
+        .outages
+        .iter()
+        .map(|(from, to)| *to - *from)
+        .max()
+        .unwrap_or_default();
     let mut latencies: Vec<Duration> = record.refreshed.iter().map(|(_, l)| *l).collect();
     latencies.sort();
     let mut before: Vec<Duration> = record
@@ -255,8 +276,10 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
         .collect();
     before.sort();
     let mut by_code: BTreeMap<String, u32> = BTreeMap::new();
-    for (_, code, reason) in &record.failed {
-        *by_code.entry(format!("{code:?} {reason}")).or_default() += 1;
+    for (_, call, code, reason) in &record.failed {
+        *by_code
+            .entry(format!("{call}: {code:?} {reason}"))
+            .or_default() += 1;
     }
     if let Some(f) = first_failure {
         eprintln!("{f:>8.2?} first failed call");
@@ -269,7 +292,11 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     }
     eprintln!("{stopped_at:>8.2?} load stopped");
     let window = first_failure.zip(first_success_after).map(|(f, s)| s - f);
-    eprintln!("failover window as the client sees it (first failed to first successful refresh): {window:?}");
+    eprintln!("failover window as the client sees it (first failed refresh to the first successful one sent after it): {window:?}");
+    eprintln!(
+        "longest outage of one client (its first failure to its next success): {longest_client_outage:?} over {} clients that saw one",
+        record.outages.len()
+    );
     eprintln!(
         "refreshes: {} ok over {stopped_at:.1?}; p50 {:?}, p99 {:?}, max {:?} (before the kill: p50 {:?}, p99 {:?})",
         latencies.len(),
@@ -288,7 +315,9 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
 
     // Only UNAVAILABLE, with RetryInfo, during the switch; never INTERNAL.
     assert!(
-        failed.iter().all(|(_, code, _)| *code == Code::Unavailable),
+        failed
+            .iter()
+            .all(|(_, _, code, _)| *code == Code::Unavailable),
         "{by_code:?}"
     );
     assert_eq!(unavailable_without_retry_info, 0);
@@ -359,4 +388,44 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     assert_eq!(revocations_lost, 0);
     assert!(delay.is_some(), "the revocation feed did not resume");
     assert!(!revoked.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_is_unavailable_not_internal() {
+    use sea_orm::ConnectionTrait;
+    use token_authority_storage::{ConnectSettings, Store, StoreError};
+    let pair = PgPair::start();
+
+    // What a connection still open on a demoted primary gets for a write.
+    let standby = sea_orm::Database::connect(pair.standby_url())
+        .await
+        .unwrap();
+    let error = standby
+        .execute_unprepared("CREATE TABLE t (x int)")
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("25006"), "{error:?}");
+    assert!(StoreError::from(error).is_unavailable());
+
+    // Only a standby in the list: no server to write to is "unavailable",
+    // and the error names the host, never the password.
+    let settings = ConnectSettings {
+        url: format!(
+            "postgres://postgres:secret@127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            pair.standby_port
+        ),
+        max_connections: None,
+        acquire_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(1),
+        sqlite_full_sync: false,
+    };
+    let error = Store::connect(&settings).await.err().expect("no primary");
+    let message = error.to_string();
+    assert!(error.is_unavailable(), "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", pair.standby_port)),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
 }
