@@ -176,7 +176,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes() {
-    let pair = PgPair::start();
+    let pair = PgPair::start().await;
     let url = pair.multi_host_url();
     let a = Replica::start(&url, ENV).await;
     let b = Replica::start(&url, ENV).await;
@@ -241,7 +241,7 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     let validated = validators.await.unwrap();
 
     // Figures.
-    let record = load.record.lock().unwrap();
+    let record = std::mem::take(&mut *load.record.lock().unwrap());
     let first_failure = record
         .failed
         .iter()
@@ -310,8 +310,7 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     eprintln!("revocations acknowledged: {}", revoked.len());
     eprintln!("validate (failed, calls) on a, b: {validated:?}");
     let unavailable_without_retry_info = record.unavailable_without_retry_info;
-    let failed = record.failed.clone();
-    drop(record);
+    let failed = record.failed;
 
     // Only UNAVAILABLE, with RetryInfo, during the switch; never INTERNAL.
     assert!(
@@ -394,7 +393,7 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
 async fn a_read_only_server_is_unavailable_not_internal() {
     use sea_orm::ConnectionTrait;
     use token_authority_storage::{ConnectSettings, Store, StoreError};
-    let pair = PgPair::start();
+    let pair = PgPair::start().await;
 
     // What a connection still open on a demoted primary gets for a write.
     let standby = sea_orm::Database::connect(pair.standby_url())

@@ -34,7 +34,7 @@ const SETTINGS: &[&str] = &[
 const PRIMARY_ONLY: &[&str] = &["synchronous_standby_names='*'"];
 
 impl PgPair {
-    pub fn start() -> Self {
+    pub async fn start() -> Self {
         let bin = std::env::var_os("TA_TEST_POSTGRES_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
@@ -60,7 +60,7 @@ impl PgPair {
             .arg("-D")
             .arg(pair.data("standby")));
         pair.pg_ctl_start("standby", pair.standby_port, &[]);
-        pair.wait_until_synchronous();
+        pair.wait_until_synchronous().await;
         pair
     }
 
@@ -93,7 +93,7 @@ impl PgPair {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
-    fn wait_until_synchronous(&self) {
+    async fn wait_until_synchronous(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.psql(
             self.primary_port,
@@ -105,7 +105,7 @@ impl PgPair {
                 "the standby never became synchronous: {}",
                 self.log("standby")
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -292,8 +292,13 @@ mod tests {
         validator.validate(&caller, &request, now).unwrap();
         assert_eq!(validator.cached_tokens(), 1);
         let kid = signer.kid.clone();
-        assert_eq!(validator.withdraw_keys(&[kid.clone()]), [kid.clone()]);
-        assert!(validator.withdraw_keys(&[kid.clone()]).is_empty());
+        assert_eq!(
+            validator.withdraw_keys(std::slice::from_ref(&kid)),
+            std::slice::from_ref(&kid)
+        );
+        assert!(validator
+            .withdraw_keys(std::slice::from_ref(&kid))
+            .is_empty());
         assert!(matches!(
             validator.validate(&caller, &request, now),
             Err(Error::KeyWithdrawn)
