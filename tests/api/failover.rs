@@ -382,6 +382,13 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
         eventually_revoked(&mut b.client(), &fresh.access_token, Duration::from_secs(5)).await;
     eprintln!("revocation after the failover reached the other replica in {delay:?}");
 
+    for replica in [&a, &b] {
+        assert!(
+            replica.log().contains("switched the database pool to a new server"),
+            "{}",
+            replica.log()
+        );
+    }
     assert_eq!(lost, 0, "sessions lost");
     assert!(self_revoked.is_empty(), "{self_revoked:?}");
     assert_eq!(revocations_lost, 0);

@@ -146,6 +146,7 @@ pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
     group_commit: Option<Arc<GroupCommit>>,
+    primary: Option<Arc<primary_finder::PrimaryFinder>>,
 }
 
 impl Store {
@@ -224,13 +225,15 @@ impl Store {
             prepare_sqlite_file(&config.url)?;
         }
         let db = Database::connect(options).await?;
-        if let Some(finder) = finder {
-            tokio::spawn(finder.watch(db.get_postgres_connection_pool().clone(), probe));
+        if let Some(finder) = &finder {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(finder.clone().watch(pool, probe));
         }
         let direct = Self {
             db,
             backend,
             group_commit: None,
+            primary: finder,
         };
         // SQLite has one connection, so one writer; on PostgreSQL a few,
         // leaving most of the pool to reads and other writes.

@@ -30,6 +30,12 @@ use crate::pg_hosts::{PgHost, PgHosts, TargetSessionAttrs};
 /// keeps trying a dead or demoted primary after a failover has completed.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
+/// How long after a switch revocation-feed reads also cover everything the
+/// new server committed since the switch (see `cursor_floor`). Replicas
+/// read every `state_sync_interval` and sidecars reconnect within a few
+/// heartbeats: all hold a cursor of the new server well within this.
+const REWIND_FOR: Duration = Duration::from_secs(60);
+
 pub(crate) struct PrimaryFinder {
     hosts: Vec<(PgHost, PgConnectOptions)>,
     target: TargetSessionAttrs,
@@ -40,6 +46,8 @@ pub(crate) struct PrimaryFinder {
     epoch: Instant,
     wake: Notify,
     connect_timeout: Duration,
+    /// The new server's snapshot xmin when the pool switched to it, and when.
+    switched_floor: std::sync::Mutex<Option<(Instant, i64)>>,
 }
 
 impl PrimaryFinder {
@@ -57,6 +65,7 @@ impl PrimaryFinder {
             epoch: Instant::now(),
             wake: Notify::new(),
             connect_timeout,
+            switched_floor: std::sync::Mutex::new(None),
         }
     }
 
@@ -157,6 +166,42 @@ impl PrimaryFinder {
         opened.as_millis() as u64 >= self.switched_at_ms.load(Ordering::Relaxed)
     }
 
+    /// Shortly after a switch, the position from which the feed must read
+    /// whatever cursor it is given. A cursor read from the old primary can
+    /// be above transaction ids the new one hands out again (ids of the old
+    /// primary's last transactions whose WAL never reached the standby, such
+    /// as aborted ones, which commit does not wait for); every transaction
+    /// the new server runs after the switch has an id at or above this floor.
+    pub(crate) fn cursor_floor(&self) -> Option<i64> {
+        let floor = *self
+            .switched_floor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        floor
+            .filter(|(at, _)| at.elapsed() < REWIND_FOR)
+            .map(|(_, xmin)| xmin)
+    }
+
+    async fn record_floor(&self, conn: &mut PgConnection) {
+        let xmin: Result<i64, _> =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::BIGINT")
+                .fetch_one(&mut *conn)
+                .await;
+        let floor = match xmin {
+            Ok(xmin) => xmin,
+            Err(e) => {
+                // Without the new server's position, rewind to the start:
+                // a full re-read for `REWIND_FOR` rather than a missed row.
+                tracing::warn!(error = %e, "could not read the new database server's position; re-reading the revocation feed from the start");
+                0
+            }
+        };
+        *self
+            .switched_floor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), floor));
+    }
+
     fn drop_pooled_connections(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.switched_at_ms.store(now, Ordering::Relaxed);
@@ -187,16 +232,19 @@ impl PrimaryFinder {
             if let Some(old) = probe.take() {
                 let _ = old.close_hard().await;
             }
-            let Some((index, conn)) = self.find().await else {
+            let Some((index, mut conn)) = self.find().await else {
                 continue;
             };
-            probe = Some(conn);
+            // Also when it is the same host again: behind one name, a
+            // failover looks like a restart.
+            self.record_floor(&mut conn).await;
             if index != self.current.load(Ordering::Relaxed) {
                 self.set_current(index);
                 pool.set_connect_options(self.current_options());
                 self.drop_pooled_connections();
                 tracing::warn!(host = %self.current_host().label, target = %self.target, "switched the database pool to a new server");
             }
+            probe = Some(conn);
         }
     }
 }
