@@ -384,7 +384,9 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
 
     for replica in [&a, &b] {
         assert!(
-            replica.log().contains("switched the database pool to a new server"),
+            replica
+                .log()
+                .contains("switched the database pool to a new server"),
             "{}",
             replica.log()
         );
