@@ -437,3 +437,77 @@ async fn a_read_only_server_is_unavailable_not_internal() {
     );
     assert!(!message.contains("secret"), "{message}");
 }
+
+/// A primary that turns read-only under the replica (as one being demoted
+/// does): writes answer UNAVAILABLE, never INTERNAL, and the pool's
+/// connections to it are dropped; once it is writable again, writes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_turning_read_only_is_unavailable_then_recovers() {
+    use sea_orm::ConnectionTrait;
+    let server = crate::processes::PgServer::start();
+    let url = format!("{}?target_session_attrs=read-write", server.url());
+    let replica = Replica::start(&url, ENV).await;
+    let mut client = replica.client();
+    let mut last = issue_with(&mut client, "acme", "demoted").await;
+    last = refresh_with(&mut client, &last.refresh_token)
+        .await
+        .unwrap();
+
+    let admin = sea_orm::Database::connect(server.url()).await.unwrap();
+    let set_read_only = |on: bool| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .execute_unprepared(&format!(
+                    "ALTER SYSTEM SET default_transaction_read_only = {on}"
+                ))
+                .await
+                .unwrap();
+            admin
+                .execute_unprepared("SELECT pg_reload_conf()")
+                .await
+                .unwrap();
+        }
+    };
+    set_read_only(true).await;
+    let started = Instant::now();
+    let status = loop {
+        match refresh_with(&mut client, &last.refresh_token).await {
+            Ok(next) => last = next,
+            Err(status) => break status,
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "read-only noticed after {:?}: {status:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.get_details_retry_info().is_some());
+    assert!(validate_with(&mut client, &last.access_token).await.is_ok());
+    // The watcher's next probe sees it and drops the pool's connections.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        replica.log().contains("the database server changed role"),
+        "{}",
+        replica.log()
+    );
+    let refused = refresh_with(&mut client, &last.refresh_token).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unavailable);
+
+    set_read_only(false).await;
+    let started = Instant::now();
+    loop {
+        match refresh_with(&mut client, &last.refresh_token).await {
+            Ok(_) => break,
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("writable again after {:?}", started.elapsed());
+}
