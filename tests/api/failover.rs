@@ -188,6 +188,32 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     }
     let watched = issue_with(&mut a.client(), "acme", "validated").await;
 
+    // A sidecar following replica b through the failover.
+    let watched_ids: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let sidecar = {
+        let ids = watched_ids.clone();
+        let mut stream = b
+            .client()
+            .watch_revocations(pb::WatchRevocationsRequest {
+                cursor: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        tokio::spawn(async move {
+            use token_authority::proto::watch_revocations_response::Event;
+            while let Ok(Some(message)) = stream.message().await {
+                let sessions = match message.event {
+                    Some(Event::Revoked(r)) => r.sessions,
+                    Some(Event::Snapshot(s)) => s.revoked,
+                    _ => continue,
+                };
+                let mut ids = ids.lock().unwrap();
+                ids.extend(sessions.into_iter().map(|s| s.session_id));
+            }
+        })
+    };
+
     let load = Arc::new(Load {
         start: Instant::now(),
         stop: AtomicBool::new(false),
@@ -373,6 +399,21 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
         assert!(refreshed.is_err(), "a revoked session refreshed");
     }
     eprintln!("revocations lost: {revocations_lost}");
+    let mut missed_by_sidecar = revoked.len();
+    for _ in 0..100 {
+        let ids = watched_ids.lock().unwrap();
+        missed_by_sidecar = revoked
+            .iter()
+            .filter(|(_, p)| !ids.contains(&p.session_id))
+            .count();
+        if missed_by_sidecar == 0 {
+            break;
+        }
+        drop(ids);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("acknowledged revocations the sidecar on b never received: {missed_by_sidecar}");
+    sidecar.abort();
 
     // The feed resumes on the new primary: a revocation committed there
     // reaches the replica that read its cursor from the old one.
@@ -394,6 +435,7 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     assert_eq!(lost, 0, "sessions lost");
     assert!(self_revoked.is_empty(), "{self_revoked:?}");
     assert_eq!(revocations_lost, 0);
+    assert_eq!(missed_by_sidecar, 0, "the sidecar fell out of step");
     assert!(delay.is_some(), "the revocation feed did not resume");
     assert!(!revoked.is_empty());
 }
@@ -480,8 +522,10 @@ async fn a_primary_turning_read_only_is_unavailable_then_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!(
-        "read-only noticed after {:?}: {status:?}",
-        started.elapsed()
+        "read-only noticed after {:?}: {:?} {}",
+        started.elapsed(),
+        status.code(),
+        reason(&status)
     );
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.get_details_retry_info().is_some());
