@@ -401,15 +401,16 @@ async fn replicas_follow_a_promoted_standby_without_losing_acknowledged_writes()
     eprintln!("revocations lost: {revocations_lost}");
     let mut missed_by_sidecar = revoked.len();
     for _ in 0..100 {
-        let ids = watched_ids.lock().unwrap();
-        missed_by_sidecar = revoked
-            .iter()
-            .filter(|(_, p)| !ids.contains(&p.session_id))
-            .count();
+        missed_by_sidecar = {
+            let ids = watched_ids.lock().unwrap();
+            revoked
+                .iter()
+                .filter(|(_, p)| !ids.contains(&p.session_id))
+                .count()
+        };
         if missed_by_sidecar == 0 {
             break;
         }
-        drop(ids);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("acknowledged revocations the sidecar on b never received: {missed_by_sidecar}");
