@@ -238,7 +238,7 @@ impl Drop for PgServer {
     }
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     StdCommand::new("id")
         .arg("-u")
         .output()
@@ -246,7 +246,7 @@ fn running_as_root() -> bool {
 }
 
 /// PostgreSQL refuses to run as root: use the postgres user when we are root.
-fn as_postgres(program: &Path) -> StdCommand {
+pub fn as_postgres(program: &Path) -> StdCommand {
     if running_as_root() {
         let mut c = StdCommand::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -256,7 +256,7 @@ fn as_postgres(program: &Path) -> StdCommand {
     }
 }
 
-fn run(command: &mut StdCommand) {
+pub fn run(command: &mut StdCommand) {
     let output = command.output().expect("command runs");
     assert!(
         output.status.success(),

@@ -8,8 +8,10 @@ mod db_clock;
 pub mod entities;
 mod group_commit;
 pub mod keys;
+mod pg_hosts;
 pub mod plans;
 mod ports;
+mod primary_finder;
 pub mod purge;
 pub mod revocations;
 pub mod rewrap;
@@ -19,6 +21,7 @@ pub mod sessions;
 use group_commit::GroupCommit;
 pub use group_commit::GroupCommitStats;
 use migration::{Migrator, MigratorTrait};
+pub use pg_hosts::PgHostsError;
 use sea_orm::sqlx;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
@@ -144,6 +147,7 @@ pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
     group_commit: Option<Arc<GroupCommit>>,
+    primary: Option<Arc<primary_finder::PrimaryFinder>>,
 }
 
 impl Store {
@@ -168,7 +172,25 @@ impl Store {
         } else {
             sqlx::sqlite::SqliteSynchronous::Normal
         };
-        let mut options = ConnectOptions::new(config.url.clone());
+        let hosts = match backend {
+            Backend::Postgres => pg_hosts::parse(&config.url).map_err(url_error)?,
+            Backend::Sqlite => None,
+        };
+        let finder = match &hosts {
+            Some(hosts) => Some(Arc::new(primary_finder_for(hosts, config)?)),
+            None => None,
+        };
+        // With several hosts, the pool starts on the first that has the
+        // wanted role; `primary_finder` keeps it there.
+        let (url, probe) = match &finder {
+            Some(finder) => {
+                let (index, probe) = finder.find().await.ok_or_else(|| no_server(finder))?;
+                finder.set_current(index);
+                (finder.current_host().url.clone(), Some(probe))
+            }
+            None => (config.url.clone(), None),
+        };
+        let mut options = ConnectOptions::new(url);
         options
             .max_connections(max_connections)
             .min_connections(0)
@@ -183,25 +205,36 @@ impl Store {
                     .synchronous(synchronous)
                     .busy_timeout(statement_timeout)
             })
-            .map_sqlx_postgres_opts(move |opts| {
-                // Notices (`… already exists, skipping` from every start's
-                // migration check) are not news: only warnings reach the log.
-                opts.application_name("token-authority").options([
-                    (
-                        "statement_timeout",
-                        format!("{}ms", statement_timeout.as_millis()),
-                    ),
-                    ("client_min_messages", "warning".to_owned()),
-                ])
-            });
+            .map_sqlx_postgres_opts(move |opts| tune_postgres(opts, statement_timeout));
+        if let Some(finder) = &finder {
+            let check = finder.clone();
+            let keep = finder.clone();
+            options
+                .map_sqlx_postgres_pool_opts(move |pool| {
+                    let check = check.clone();
+                    pool.after_connect(move |conn, _| {
+                        let check = check.clone();
+                        Box::pin(async move { check.check_new(conn).await })
+                    })
+                })
+                .map_sqlx_postgres_before_acquire(move |_, meta| {
+                    let kept = keep.keep(&meta);
+                    Box::pin(async move { Ok(kept) })
+                });
+        }
         if backend == Backend::Sqlite {
             prepare_sqlite_file(&config.url)?;
         }
         let db = Database::connect(options).await?;
+        if let Some(finder) = &finder {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(finder.clone().watch(pool, probe));
+        }
         let direct = Self {
             db,
             backend,
             group_commit: None,
+            primary: finder,
         };
         // SQLite has one connection, so one writer; on PostgreSQL a few,
         // leaving most of the pool to reads and other writes.
@@ -275,6 +308,69 @@ impl Store {
         self.db.close().await?;
         Ok(())
     }
+}
+
+/// Notices (`… already exists, skipping` from every start's migration
+/// check) are not news: only warnings reach the log.
+fn tune_postgres(
+    opts: sqlx::postgres::PgConnectOptions,
+    statement_timeout: Duration,
+) -> sqlx::postgres::PgConnectOptions {
+    opts.application_name("token-authority").options([
+        (
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        ),
+        ("client_min_messages", "warning".to_owned()),
+    ])
+}
+
+/// One tuned sqlx option set per host of a multi-host URL.
+fn primary_finder_for(
+    hosts: &pg_hosts::PgHosts,
+    config: &ConnectSettings,
+) -> StoreResult<primary_finder::PrimaryFinder> {
+    use sqlx::ConnectOptions as _;
+    let options = hosts
+        .hosts
+        .iter()
+        .map(|host| {
+            let parsed = host
+                .url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| {
+                    DbErr::Conn(RuntimeErr::Internal(format!(
+                        "database.url: host {}: {e}",
+                        host.label
+                    )))
+                })?;
+            let tuned = tune_postgres(parsed, config.statement_timeout).disable_statement_logging();
+            Ok((host.clone(), tuned))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(primary_finder::PrimaryFinder::new(
+        hosts,
+        options,
+        config.connect_timeout,
+    ))
+}
+
+fn url_error(e: PgHostsError) -> StoreError {
+    DbErr::Conn(RuntimeErr::Internal(e.to_string())).into()
+}
+
+/// No host of the list has the wanted role: unavailable (an I/O error), as
+/// a single server that is down is.
+fn no_server(finder: &primary_finder::PrimaryFinder) -> StoreError {
+    let hosts = finder.labels().join(",");
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        format!(
+            "no database host of {hosts} accepts connections as target_session_attrs={}",
+            finder.target()
+        ),
+    ))
+    .into()
 }
 
 /// Checks what no retry can fix before connecting (the folder of the

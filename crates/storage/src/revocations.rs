@@ -8,6 +8,9 @@
 //!   transaction below it has finished, so whatever commits later has an
 //!   id at or above it). A reader re-reads a few recent rows; it never
 //!   misses one, however long a revoking transaction took to commit.
+//!   After a failover (`primary_finder`), reads rewind for a while to the
+//!   new primary's position at the switch: ids the old primary handed out
+//!   last may be handed out again (see `PrimaryFinder::cursor_floor`).
 //! - SQLite: writers are serialised, so a counter row incremented inside
 //!   each revoking transaction orders revocations as they commit.
 use sea_orm::sea_query::{Expr, SimpleExpr};
@@ -69,6 +72,8 @@ impl Store {
         };
         let (condition, value): (String, Value) = match from {
             RevocationsFrom::Cursor(cursor) => {
+                let floor = self.primary.as_ref().and_then(|p| p.cursor_floor());
+                let cursor = floor.map_or(cursor, |floor| cursor.min(floor));
                 (format!("s.revocation_seq >= {param}"), cursor.into())
             }
             RevocationsFrom::Since(since) => (format!("s.revoked_at >= {param}"), since.into()),
