@@ -33,6 +33,21 @@ fn bound_to(thumbprint: &str) -> pb::TokenBinding {
     }
 }
 
+/// Issues a session of `tenant` bound as `binding` and returns its tokens.
+async fn issue_bound_with(
+    client: &mut Client,
+    tenant: &str,
+    binding: pb::TokenBinding,
+) -> pb::TokenPair {
+    client
+        .issue(issue_bound(tenant, binding))
+        .await
+        .expect("issue")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+}
+
 fn issue_bound(tenant: &str, binding: pb::TokenBinding) -> pb::IssueRequest {
     pb::IssueRequest {
         binding: Some(binding),
@@ -69,13 +84,7 @@ async fn bound_tokens_validate_only_for_their_certificate(backend: Backend) {
         spiffe_cert(&ca, "spiffe://test/api"),
         spiffe_cert(&ca, "spiffe://test/other"),
     );
-    let pair = client
-        .issue(issue_bound("acme", bound_to(&mine.thumbprint())))
-        .await
-        .expect("issue bound")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut client, "acme", bound_to(&mine.thumbprint())).await;
     assert_eq!(cnf_of(&pair.access_token), Some(mine.thumbprint()));
 
     for presenter in [String::new(), other.thumbprint()] {
@@ -215,14 +224,7 @@ async fn envoy_check_compares_the_peer_certificate(backend: Backend) {
         spiffe_cert(&ca, "spiffe://test/web"),
         spiffe_cert(&ca, "spiffe://test/other"),
     );
-    let pair = server
-        .client()
-        .issue(issue_bound("acme", bound_to(&mine.thumbprint())))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut server.client(), "acme", bound_to(&mine.thumbprint())).await;
     let authorization = format!("Bearer {}", pair.access_token);
     let check = |certificate: Option<String>| {
         let mut request: CheckRequest =
@@ -348,13 +350,7 @@ async fn a_bound_refresh_token_rotates_only_for_its_certificate(backend: Backend
         bind_refresh_token: true,
         ..Default::default()
     };
-    let first = login
-        .issue(issue_bound("acme", binding))
-        .await
-        .expect("issue bound to the caller's certificate")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let first = issue_bound_with(&mut login, "acme", binding).await;
     assert_eq!(cnf_of(&first.access_token), Some(login_cert.thumbprint()));
 
     let refused = refresh_over(&mut thief, None, &first.refresh_token).await;
@@ -408,14 +404,7 @@ async fn introspection_shows_cnf_and_authz_needs_the_header(backend: Backend) {
         spiffe_cert(&ca, "spiffe://test/web"),
         spiffe_cert(&ca, "spiffe://test/other"),
     );
-    let pair = server
-        .client()
-        .issue(issue_bound("acme", bound_to(&mine.thumbprint())))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut server.client(), "acme", bound_to(&mine.thumbprint())).await;
     let form = format!("token={}", pair.access_token);
     let introspect = |headers: Vec<(&'static str, String)>| {
         let form = form.clone();
@@ -467,14 +456,7 @@ async fn introspection_shows_cnf_and_authz_needs_the_header(backend: Backend) {
 
     // Without the setting no header is believed: bound tokens are refused.
     let plain = TestServer::start(backend).await;
-    let pair = plain
-        .client()
-        .issue(issue_bound("acme", bound_to(&mine.thumbprint())))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut plain.client(), "acme", bound_to(&mine.thumbprint())).await;
     let bearer = format!("Bearer {}", pair.access_token);
     let response = http_get(
         plain.http_addr,
@@ -502,13 +484,7 @@ async fn tenants_may_require_bound_tokens(backend: Backend) {
         "TOKEN_BINDING_REQUIRED",
     );
     server.issue("globex", "alice").await;
-    let bound = client
-        .issue(issue_bound("acme", bound_to(&thumbprint)))
-        .await
-        .expect("a bound session")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let bound = issue_bound_with(&mut client, "acme", bound_to(&thumbprint)).await;
     validate_presented(&mut client, &bound.access_token, &thumbprint)
         .await
         .expect("bound token");
@@ -591,13 +567,7 @@ async fn the_token_endpoint_refreshes_a_bound_session_only_for_its_certificate(b
         bind_refresh_token: true,
         ..Default::default()
     };
-    let pair = login
-        .issue(issue_bound("acme", binding))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut login, "acme", binding).await;
     let form = format!(
         "grant_type=refresh_token&refresh_token={}",
         pair.refresh_token
@@ -634,13 +604,7 @@ async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
         bind_to_caller_certificate: true,
         ..Default::default()
     };
-    let pair = login
-        .issue(issue_bound("acme", binding))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let pair = issue_bound_with(&mut login, "acme", binding).await;
     let exchange = |client: &mut Client| {
         let request = pb::ExchangeRequest {
             subject_token: pair.access_token.clone(),
@@ -669,14 +633,7 @@ async fn exchange_needs_the_subject_tokens_certificate(backend: Backend) {
 async fn a_sidecar_checks_bindings_and_its_own_policy(backend: Backend) {
     let authority = TestServer::start(backend).await;
     let thumbprint = thumbprint_of_der(b"a certificate");
-    let bound = authority
-        .client()
-        .issue(issue_bound("globex", bound_to(&thumbprint)))
-        .await
-        .expect("issue")
-        .into_inner()
-        .tokens
-        .expect("tokens");
+    let bound = issue_bound_with(&mut authority.client(), "globex", bound_to(&thumbprint)).await;
     let bearer = authority.issue("acme", "alice").await;
 
     let sidecar = TestSidecar::start_with(&authority, Duration::from_secs(300), |c| {
