@@ -2,7 +2,7 @@
 //! sessions revoked recently enough to matter, and a cache of tokens whose
 //! signature already checked out. The authority keeps one in step with the
 //! database; a sidecar keeps one in step with the authority.
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
@@ -24,10 +24,9 @@ pub struct Validator {
     issuer: String,
     /// Allowed clock disagreement on `exp`/`nbf`/`iat`, in ms.
     leeway: Millis,
+    /// Also names the withdrawn keys: never verified with again, whatever
+    /// key set arrives later (a lagging replica's snapshot may still list one).
     keys: RwLock<Arc<VerifyingKeys>>,
-    /// Kids of withdrawn keys: never verified with again, whatever key set
-    /// arrives later (a lagging replica's snapshot may still list one).
-    withdrawn: RwLock<HashSet<String>>,
     revoked: RevokedSessions,
     verified: VerifiedTokens,
     feed: RevocationFeed,
@@ -41,7 +40,6 @@ impl Validator {
             issuer,
             leeway,
             keys: RwLock::new(Arc::new(VerifyingKeys::default())),
-            withdrawn: RwLock::new(HashSet::new()),
             revoked: RevokedSessions::default(),
             verified: VerifiedTokens::new(cache_capacity),
             feed: RevocationFeed::default(),
@@ -165,23 +163,26 @@ impl Validator {
     /// away, cached tokens it signed must not validate any more: the cache
     /// starts over.
     pub fn set_keys(&self, keys: Arc<VerifyingKeys>) {
-        let withdrawn = self.withdrawn.read().unwrap_or_else(|p| p.into_inner());
-        let keys = if withdrawn.is_empty() {
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let keys = if current.withdrawn().is_subset(keys.withdrawn()) {
             keys
         } else {
+            let withdrawn = current
+                .withdrawn()
+                .union(keys.withdrawn())
+                .cloned()
+                .collect();
             Arc::new(VerifyingKeys::without(
                 keys.public_keys().to_vec(),
                 &withdrawn,
             ))
         };
-        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if !keys.contains_all_of(&current) {
             self.verified.clear();
         }
         let changed = keys.public_keys() != current.public_keys();
         *current = keys;
         drop(current);
-        drop(withdrawn);
         if changed {
             self.feed.keys_changed();
         }
@@ -190,7 +191,8 @@ impl Validator {
     /// Stops verifying with these keys at once, for good, and tells
     /// watchers. Returns the kids that were not withdrawn already.
     pub fn withdraw_keys(&self, kids: &[String]) -> Vec<String> {
-        let mut withdrawn = self.withdrawn.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut withdrawn = current.withdrawn().clone();
         let new: Vec<String> = kids
             .iter()
             .filter(|kid| withdrawn.insert((*kid).clone()))
@@ -199,7 +201,6 @@ impl Validator {
         if new.is_empty() {
             return new;
         }
-        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
         *current = Arc::new(VerifyingKeys::without(
             current.public_keys().to_vec(),
             &withdrawn,
@@ -207,20 +208,13 @@ impl Validator {
         // Tokens of a withdrawn key may be cached; the cache starts over.
         self.verified.clear();
         drop(current);
-        drop(withdrawn);
         self.feed.keys_withdrawn(&new);
         new
     }
 
     /// Every key withdrawn since this validator started, sorted.
     pub fn withdrawn_keys(&self) -> Vec<String> {
-        let mut kids: Vec<String> = self
-            .withdrawn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let mut kids: Vec<String> = self.keys().withdrawn().iter().cloned().collect();
         kids.sort();
         kids
     }

@@ -87,6 +87,11 @@ impl VerifyingKeys {
         self.withdrawn.contains(kid)
     }
 
+    /// The kids refused by name.
+    pub fn withdrawn(&self) -> &HashSet<String> {
+        &self.withdrawn
+    }
+
     pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
         self.by_kid.get(kid)
     }
