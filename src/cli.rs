@@ -119,7 +119,9 @@ pub enum KeysCommand {
     /// replica and sidecar, and leaves the JWKS. A pending key takes over,
     /// or a new one is generated. See the README's emergency procedure.
     Withdraw {
-        /// The key's id, as `keys list` shows it.
+        /// The key's id, as `keys list` shows it. Kids are base64url, so
+        /// one may start with `-`: it is still taken as the kid.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Why, for the audit trail.
         #[arg(long, default_value = "")]
@@ -393,4 +395,30 @@ async fn purge(config: Config, once: bool, stopping: &watch::Receiver<bool>) -> 
     }
     app.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_kid_starting_with_a_hyphen_is_a_kid() {
+        let cli = Cli::try_parse_from([
+            "token-authority",
+            "keys",
+            "withdraw",
+            "-Mq3xZ1",
+            "--reason",
+            "drill",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Keys {
+                command: KeysCommand::Withdraw { kid, reason },
+            } => assert_eq!((kid.as_str(), reason.as_str()), ("-Mq3xZ1", "drill")),
+            other => panic!("{other:?}"),
+        }
+    }
 }
